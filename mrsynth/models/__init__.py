@@ -1,0 +1,49 @@
+"""Generators (ResUnet, AGI-Net), the PatchGAN discriminator and ``build_model``.
+
+Nothing here knows about files or the command line: a notebook can build, train and run these directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from mrsynth.models.cagr import CAGR
+from mrsynth.models.config import ARCHITECTURES, STAGES, WIDTH_PRESETS, ModelConfig, preset
+from mrsynth.models.discriminator import PatchGAN
+from mrsynth.models.resunet import ResUnet, conv3x3
+
+__all__ = [
+    "ARCHITECTURES",
+    "CAGR",
+    "STAGES",
+    "WIDTH_PRESETS",
+    "ModelConfig",
+    "PatchGAN",
+    "ResUnet",
+    "build_model",
+    "preset",
+]
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
+    """The generator a config describes: a ResUnet whose chosen stages' first convs are CAGR modules."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    replaced = set(config.replaced_stages)
+
+    def first_conv(stage: str, channels: int) -> nn.Module:
+        if stage in replaced:
+            return CAGR(channels, channels, groups=config.groups, attention=config.attention, rolling=config.rolling)
+        return conv3x3(channels, channels)
+
+    model = ResUnet(
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        widths=config.widths,
+        blocks_per_stage=config.blocks_per_stage,
+        first_conv=first_conv,
+    )
+    model.config = config  # type: ignore[assignment]
+    return model
