@@ -1,0 +1,1 @@
+"""Datasets and slice stores: raw layouts (IXI, BraTS, folder) -> normalised slices that training reads."""

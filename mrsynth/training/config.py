@@ -1,0 +1,82 @@
+"""The training recipe as one serialisable record: stored in the resume state and in every checkpoint.
+
+Why a dataclass and not loose flags: ``--resume`` must continue with exactly the recipe the run started with,
+and a bundled model's card must be able to say how it was trained without anyone re-reading shell history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FRAMEWORKS = ("pix2pix", "l1")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+SELECT_METRICS = ("psnr", "ssim", "mae")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run besides the data and the generator's architecture.
+
+    Defaults are the paper's (Sec. 4.1: Adam, lr 1e-4, batch 16, 120k iterations; pix2pix with lambda_L1 = 100,
+    the value of pix2pix, which the paper uses unchanged as far as it says).
+    """
+
+    framework: str = "pix2pix"
+    iters: int = 120_000
+    batch_size: int = 16  # per process; DDP multiplies it by the world size
+    lr: float = 1e-4
+    lr_schedule: str = "constant"
+    lambda_l1: float = 100.0
+    seed: int = 0
+    crop: int | None = None  # random square crops inside the brain's bounding box (cheap CPU training)
+    flip: bool = True  # random left-right flips
+    shift_px: float = 0.0  # misalignment augmentation: translate one random input by up to this many px
+    amp: bool = False
+    val_every: int = 1000
+    save_every: int = 1000
+    log_every: int = 10
+    select_metric: str = "psnr"
+    val_batch_size: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form provenance (data, licence, ...)
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        if self.select_metric not in SELECT_METRICS:
+            raise ValueError(f"unknown metric {self.select_metric!r}; choose one of {', '.join(SELECT_METRICS)}")
+        for name in ("iters", "batch_size", "val_every", "save_every", "log_every", "val_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.crop is not None and self.crop < 8:
+            raise ValueError(f"crop must be at least 8 px, got {self.crop}")
+        if self.shift_px < 0:
+            raise ValueError(f"shift must be non-negative, got {self.shift_px}")
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        """pix2pix's (0.5, 0.999) stabilises the adversarial game; plain L1 regression uses Adam's defaults."""
+        return (0.5, 0.999) if self.framework == "pix2pix" else (0.9, 0.999)
+
+    def lr_at(self, iteration: int) -> float:
+        """Learning rate for a 0-based iteration: a pure function of it, so a resumed run needs no scheduler state."""
+        progress = min(iteration / self.iters, 1.0)
+        if self.lr_schedule == "cosine":
+            import math
+
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.lr_schedule == "linear":  # pix2pix: constant for the first half, then linearly to zero
+            return self.lr * min(1.0, 2.0 * (1.0 - progress))
+        return self.lr
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
