@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -45,7 +46,8 @@ class ResUnet(nn.Module):
     """head -> down1..3 -> body -> up1..3 -> tail, with additive skips; every conv bias-free.
 
     Inputs whose height or width is not a multiple of 8 are zero-padded (background in normalised MRI is 0)
-    and the output cropped back, so any slice size works.
+    and the output cropped back, so any slice size works. Activations run in channels-last memory, where oneDNN's
+    convolutions and the routing function's LayerNorm are fastest on CPUs (and tensor cores on GPUs).
     """
 
     multiple = 8
@@ -88,6 +90,7 @@ class ResUnet(nn.Module):
         pad_h, pad_w = -height % self.multiple, -width % self.multiple
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = x.contiguous(memory_format=torch.channels_last)
         x1 = self.head(x)
         x2 = self.down1(x1)
         x3 = self.down2(x2)

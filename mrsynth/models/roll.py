@@ -47,14 +47,18 @@ def rolled_kernel_reference(weight: Tensor, offsets: Tensor, scale: Tensor) -> T
     offsets: (B, n, 2) with (ox, oy): x rolls the kernel's width (last) axis, y its height axis.
     scale: (B, n), the group scale factors lambda.
     Returns (B, C_out, C_in, k_h, k_w).
+
+    Rolling both axes of a k_h x k_w kernel is one (k_h k_w) x (k_h k_w) matrix, kron(R(oy), R(ox)), so with
+    lambda folded in, every sample's kernels come from one batched product against the unpermuted weight.
     """
     c_out, c_in, k_h, k_w = weight.shape
     batch, groups, _ = offsets.shape
     r_x = roll_matrix(offsets[..., 0], k_w)  # (B, n, k_w, k_w)
     r_y = roll_matrix(offsets[..., 1], k_h)  # (B, n, k_h, k_h)
-    w = weight.view(c_out, groups, c_in // groups, k_h, k_w)
-    rolled = torch.einsum("bgyp,ogcpq,bgxq->bogcyx", r_y, w, r_x)
-    rolled = rolled * scale[:, None, :, None, None, None]
+    mix = torch.einsum("bgyp,bgxq->bgyxpq", r_y, r_x).reshape(batch, groups, k_h * k_w, k_h * k_w)
+    mix = mix * scale[..., None, None]
+    w = weight.reshape(1, c_out, groups, c_in // groups, k_h * k_w)
+    rolled = torch.matmul(w, mix.transpose(-1, -2).unsqueeze(1))  # (B, C_out, n, C_in/n, k_h k_w)
     return rolled.reshape(batch, c_out, c_in, k_h, k_w)
 
 
@@ -84,11 +88,15 @@ def rolled_kernel(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor:
 def per_sample_conv2d(x: Tensor, kernels: Tensor, stride: int = 1, padding: int = 0) -> Tensor:
     """Convolve each sample with its own kernel: x (B, C_in, H, W), kernels (B, C_out, C_in, k, k).
 
-    Folding the batch into channels and using ``groups=B`` runs all samples as one grouped convolution.
+    On a GPU, folding the batch into channels and running one convolution with ``groups=B`` keeps the device busy.
+    On the CPU that grouped path is slower than one oneDNN convolution per sample (it also forces channels-last
+    activations back to NCHW), so there the samples run one after another.
     """
     batch, c_in, height, width = x.shape
     if batch == 1:
         return F.conv2d(x, kernels[0], stride=stride, padding=padding)
+    if not x.is_cuda:
+        return torch.cat([F.conv2d(x[b : b + 1], kernels[b], stride=stride, padding=padding) for b in range(batch)])
     c_out = kernels.shape[1]
     out = F.conv2d(
         x.reshape(1, batch * c_in, height, width),

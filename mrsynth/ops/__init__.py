@@ -1,14 +1,31 @@
-"""GPU backends (CuPy kernels from ``cuda/``), imported lazily so that the package runs without CuPy."""
+"""GPU backends: the CUDA group-roll kernels of ``cuda/`` through CuPy, imported lazily so the package runs without it.
+
+``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``);
+the torch implementation next to it stays the reference the kernels are tested against.
+"""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 
+def cuda_roll_status() -> tuple[bool, str]:
+    """(usable, detail): whether the kernels can run here, and why not (or which CuPy and sources) for reports."""
+    from mrsynth.ops.cupy_roll import availability
+
+    return availability()
+
+
 def cuda_roll_available() -> bool:
-    """Whether the CuPy group-roll kernel can run here (CuPy importable and a CUDA device present)."""
-    return False
+    """Whether the CuPy group-roll kernel can run here (CuPy importable, a CUDA device, the sources found)."""
+    return cuda_roll_status()[0]
 
 
 def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor:
-    raise RuntimeError("the CUDA roll kernel is not available in this build")
+    """Eq. 4 with the CUDA kernels, differentiable in weight, offsets and scale; see ``mrsynth.ops.cupy_roll``."""
+    from mrsynth.ops.cupy_roll import rolled_kernel_cuda as run
+
+    return run(weight, offsets, scale)
+
+
+__all__ = ["cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]

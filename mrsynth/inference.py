@@ -1,0 +1,526 @@
+"""Slice-wise volumetric inference: real scans in, a synthesized contrast on the reference scan's grid out.
+
+The model is 2-D, so a volume is cut into axial slices. "Axial" must mean anatomy, not the order voxels happen to
+be stored in, so every input is first put on the reference grid (SimpleITK resampling or rigid registration) and
+then into one canonical voxel order (:func:`mrsynth.io.to_canonical`) before slicing; the synthesis goes back the
+same way and is written with the reference's own header. A scan stored LPS or RAS therefore gives the same
+synthesis in world space.
+
+Library use (a notebook)::
+
+    from mrsynth.inference import Synthesizer
+    synth = Synthesizer.from_spec("weights/model.safetensors", inputs=["t1", "t2"])
+    result = synth({"t1": "a-t1n.nii.gz", "t2": "a-t2w.nii.gz"}, out="a-flair.nii.gz")
+    result.image  # SimpleITK image on the T1 grid, values in the target's normalised [0, 1] scale
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from mrsynth.errors import InputError
+from mrsynth.io.subjects import CONTRASTS, Subject, canonical_contrast
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+    import torch
+
+VolumeSource = Union[str, Path, "sitk.Image"]
+Progress = Callable[[int, int], None]
+"""progress(slices_done, slices_total), called after every batch."""
+
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32}
+"""CPU: large enough that oneDNN convolutions run at full speed, small enough for a paper-width model at 240x240
+(about 0.3 GB of activations per slice) on a laptop. GPU: a paper-width model at batch 32 needs a few GB."""
+MIN_OVERLAP = 0.05  # below this fraction of the reference's field of view, two scans cannot be the same head
+WARN_OVERLAP = 0.8
+VOXEL_SIZE_TOLERANCE = 0.3  # relative difference to the training voxel size that earns a warning
+STRIPPED_MAX_LITRES = 2.2  # a skull-stripped adult brain (CSF included) stays below this much non-zero tissue
+HEAD_MIN_LITRES = 3.0  # a head with skull and scalp has at least this much
+STRIPPED_MIN_BACKGROUND = 0.3  # skull stripping leaves exact zeros around the brain
+
+
+@dataclass
+class SynthesisResult:
+    """What one synthesis produced and what the user should know about it."""
+
+    subject: str
+    image: "sitk.Image"
+    output: Path | None
+    preview: Path | None
+    reference: str
+    inputs: dict[str, str]
+    scenario: str
+    device: str
+    seconds: float
+    slices: int
+    warnings: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON line of ``--json``."""
+        return {
+            "subject": self.subject, "status": "ok", "output": _str(self.output), "preview": _str(self.preview),
+            "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario, "device": self.device,
+            "seconds": round(self.seconds, 3), "slices": self.slices, "warnings": self.warnings,
+        }
+
+
+class Synthesizer:
+    """A checkpoint loaded once, ready to synthesize any number of subjects (batch mode reuses it)."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int | None = None) -> None:
+        from mrsynth.checkpoint import load_checkpoint
+
+        self.checkpoint = Path(checkpoint)
+        self.device = resolve_device(device)
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        if batch_size is not None and batch_size < 1:
+            raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE[kind]
+        self.model, self.metadata = load_checkpoint(self.checkpoint, self.device)
+        scenario = self.metadata.get("scenario") or {}
+        self.inputs: list[str] = [str(c) for c in scenario.get("inputs", [])]
+        self.target: str = str(scenario.get("target", ""))
+        if not self.inputs or not self.target or self.model.config.in_channels != len(self.inputs):
+            raise InputError(self.checkpoint, "checkpoint metadata has no usable scenario (inputs -> target)",
+                             "re-save the checkpoint with mrsynth.checkpoint.save_checkpoint")
+        self.slice_size = tuple(int(s) for s in self.metadata.get("slice_size") or (0, 0))
+
+    @classmethod
+    def from_spec(cls, model: str | Path | None, inputs: list[str], target: str | None = None,
+                  device: str = "auto", batch_size: int | None = None) -> "Synthesizer":
+        """Resolve ``--model`` (path, registry name, ``hf://``, or None for the registry default) and load it."""
+        target = _canonical_or_fail(target, "--target") if target else None
+        path = resolve_checkpoint(model, inputs, target)
+        synthesizer = cls(path, device=device, batch_size=batch_size)
+        if target and synthesizer.target != target:
+            raise InputError(path, f"this model synthesizes {synthesizer.target}, not {target}",
+                             "drop --target or choose a model for that target (mrsynth models)")
+        return synthesizer
+
+    @property
+    def scenario(self) -> str:
+        return f"{','.join(self.inputs)}->{self.target}"
+
+    def __call__(
+        self,
+        inputs: Mapping[str, VolumeSource],
+        out: str | Path | None = None,
+        *,
+        subject: str | None = None,
+        register: bool = False,
+        overwrite: bool = False,
+        preview: str | Path | None = None,
+        progress: Progress | None = None,
+    ) -> SynthesisResult:
+        """Synthesize the target for one subject.
+
+        ``inputs`` maps contrast names (any spelling: ``t1n``, ``T1w``...) to files or SimpleITK images; its FIRST
+        entry is the reference grid. The others are resampled onto it (linear), or rigidly registered to it first
+        with ``register=True``. They reach the model in the checkpoint's channel order whatever their order here.
+        """
+        from mrsynth.io import check_output_path
+
+        started = time.perf_counter()
+        named = self._check_inputs(inputs)
+        for path in (out, preview):
+            if path is not None:
+                check_output_path(path, overwrite)
+        reference_name = next(iter(named))
+        warnings = [f"--{c} is not used by this model ({self.scenario})" for c in named
+                    if c not in self.inputs and c != reference_name]
+        volumes = self._read(named, [reference_name, *[c for c in self.inputs if c != reference_name]])
+        reference = volumes[reference_name]
+        warnings += self._training_mismatch(volumes, named)
+        aligned, align_warnings = self._align(volumes, named, reference_name, register)
+        warnings += align_warnings
+        canonical, stack = self._stack(aligned)
+        synthesis = self._run(stack, progress)
+        image = _to_reference_grid(synthesis, canonical, reference)
+        written = None
+        if out is not None:
+            from mrsynth.io import write_volume
+
+            source = named[reference_name]
+            written = write_volume(image, out, reference_path=source if isinstance(source, Path) else None,
+                                   overwrite=overwrite)
+        preview_path = None
+        if preview is not None:
+            from mrsynth.preview import save_preview
+
+            panels = {f"{c} (input)": stack[:, i] for i, c in enumerate(self.inputs)}
+            panels[f"{self.target} (synthesized)"] = synthesis
+            preview_path = save_preview(preview, panels, canonical.GetSpacing(), title=self._title(subject, named),
+                                        overwrite=overwrite)
+        return SynthesisResult(
+            subject=subject or _subject_name(named[reference_name]), image=image, output=written, preview=preview_path,
+            reference=reference_name, inputs={c: _describe(s) for c, s in named.items()}, scenario=self.scenario,
+            device=self.device, seconds=time.perf_counter() - started, slices=int(stack.shape[0]), warnings=warnings,
+        )
+
+    # -- steps ---------------------------------------------------------------------------------------------------
+
+    def _check_inputs(self, inputs: Mapping[str, VolumeSource]) -> dict[str, VolumeSource]:
+        named: dict[str, VolumeSource] = {}
+        for name, source in inputs.items():
+            contrast = _canonical_or_fail(name, f"--{name}")
+            if contrast in named:
+                raise InputError(f"--{name}", f"contrast {contrast} is given twice", "give each contrast once")
+            if contrast == self.target:
+                raise InputError(f"--{name}", f"{contrast} is the contrast this model synthesizes",
+                                 "drop it, or choose a model with another target")
+            named[contrast] = Path(source) if isinstance(source, (str, Path)) else source
+        missing = [c for c in self.inputs if c not in named]
+        if missing:
+            needed = " ".join(f"--{c} FILE" for c in missing)
+            raise InputError(f"--{missing[0]}", f"the model ({self.scenario}) needs {', '.join(missing)} as well",
+                             f"add {needed}, or choose a model for the contrasts you have (mrsynth models)")
+        return named
+
+    def _read(self, named: dict[str, VolumeSource], wanted: list[str]) -> dict[str, "sitk.Image"]:
+        import SimpleITK as sitk
+
+        from mrsynth.io import read_volume
+
+        volumes = {}
+        for contrast in wanted:
+            source = named[contrast]
+            volumes[contrast] = read_volume(source) if isinstance(source, Path) else sitk.Cast(source, sitk.sitkFloat32)
+        return volumes
+
+    def _training_mismatch(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource]) -> list[str]:
+        """Warn (never refuse) when a scan clearly differs from the model's training data."""
+        import SimpleITK as sitk
+
+        warnings = []
+        trained = self.metadata.get("voxel_size_mm")
+        for contrast in self.inputs:
+            image = volumes[contrast]
+            label = _describe(named[contrast])
+            if trained:
+                from mrsynth.io import to_canonical
+
+                spacing = np.asarray(to_canonical(image).GetSpacing(), dtype=float)
+                expected = np.asarray(trained, dtype=float)
+                if np.any(np.abs(spacing - expected) > VOXEL_SIZE_TOLERANCE * expected):
+                    warnings.append(f"{label}: voxel size {_mm(spacing)} differs from the model's training voxel size "
+                                    f"{_mm(expected)}; results may degrade (resample the scan first)")
+            stripped = self.metadata.get("skull_stripped")
+            if stripped is None:
+                continue
+            values = sitk.GetArrayViewFromImage(image)
+            litres = float(np.count_nonzero(values > 0)) * math.prod(image.GetSpacing()) / 1e6
+            background = float(np.mean(values == 0))
+            if stripped and litres > HEAD_MIN_LITRES:
+                warnings.append(f"{label}: looks like it still has the skull ({litres:.1f} L of non-zero tissue) but "
+                                "the model was trained on skull-stripped scans; strip it first (e.g. HD-BET, SynthStrip)")
+            elif not stripped and litres < STRIPPED_MAX_LITRES and background > STRIPPED_MIN_BACKGROUND:
+                warnings.append(f"{label}: looks skull-stripped ({litres:.1f} L of non-zero tissue) but the model "
+                                "was trained on scans with the skull")
+        return warnings
+
+    def _align(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource], reference_name: str,
+               register: bool) -> tuple[dict[str, "sitk.Image"], list[str]]:
+        """Normalise every input as the checkpoint says (on its own grid), then bring it onto the reference grid."""
+        import SimpleITK as sitk
+
+        from mrsynth.data.normalization import normalize
+        from mrsynth.io import overlap_fraction, register_rigid, resample_to, same_grid
+
+        reference = volumes[reference_name]
+        aligned, warnings = {}, []
+        for contrast in self.inputs:
+            image, label = volumes[contrast], _describe(named[contrast])
+            values, _ = normalize(sitk.GetArrayViewFromImage(image), self.metadata["normalization"], source=label)
+            normalised = sitk.GetImageFromArray(values)
+            normalised.CopyInformation(image)
+            if contrast == reference_name or (same_grid(image, reference) and not register):
+                aligned[contrast] = normalised
+                continue
+            transform = None
+            if register:
+                transform = register_rigid(reference, image)
+            else:
+                covered = overlap_fraction(reference, image)
+                if covered < MIN_OVERLAP:
+                    raise InputError(label, f"its field of view does not overlap the reference "
+                                            f"{_describe(named[reference_name])} ({covered:.0%} covered)",
+                                     "give scans of the same subject and session, or try --register")
+                if covered < WARN_OVERLAP:
+                    warnings.append(f"{label}: covers only {covered:.0%} of the reference's field of view; the rest "
+                                    "is synthesized from zeros")
+            aligned[contrast] = resample_to(normalised, reference, transform)
+        return aligned, warnings
+
+    def _stack(self, aligned: dict[str, "sitk.Image"]) -> tuple["sitk.Image", np.ndarray]:
+        """(Z, C, Y, X) float32 in canonical voxel order, channels in the checkpoint's input order."""
+        import SimpleITK as sitk
+
+        from mrsynth.io import to_canonical
+
+        canonical = [to_canonical(aligned[c]) for c in self.inputs]
+        stack = np.stack([sitk.GetArrayFromImage(image) for image in canonical], axis=1)
+        return canonical[0], stack
+
+    def _run(self, stack: np.ndarray, progress: Progress | None) -> np.ndarray:
+        """The model over every axial slice that has signal, in batches; slices without any signal stay 0."""
+        import torch
+
+        window = SliceWindow.fit(stack, self.slice_size)
+        synthesis = np.zeros((stack.shape[0], *stack.shape[2:]), dtype=np.float32)
+        active = np.flatnonzero(stack.reshape(stack.shape[0], -1).any(axis=1))
+        done = 0
+        with torch.inference_mode():
+            for start in range(0, len(active), self.batch_size):
+                index = active[start:start + self.batch_size]
+                batch = torch.from_numpy(window.cut(stack[index])).to(self.device)
+                predicted = self._forward(batch)
+                window.paste(predicted, synthesis, index)
+                done += len(index)
+                if progress is not None:
+                    progress(done, len(active))
+        return synthesis
+
+    def _forward(self, batch: "torch.Tensor") -> np.ndarray:
+        """One batch through the model; float16 autocast on GPU, with a float32 retry if it overflows."""
+        import torch
+
+        try:
+            with _autocast(self.device):
+                output = self.model(batch)[:, 0].float()
+            if self.device.startswith("cuda") and not torch.isfinite(output).all():
+                output = self.model(batch)[:, 0].float()
+        except torch.cuda.OutOfMemoryError:
+            raise InputError("--batch-size", f"out of GPU memory at batch size {self.batch_size}",
+                             "use a smaller --batch-size") from None
+        return output.clamp_(0.0, 1.0).cpu().numpy()
+
+    def _title(self, subject: str | None, named: dict[str, VolumeSource]) -> str:
+        name = subject or _subject_name(next(iter(named.values())))
+        return f"{name}: {self.scenario} with {self.checkpoint.name}"
+
+
+def synthesize(
+    inputs: Mapping[str, VolumeSource],
+    out: str | Path | None = None,
+    model: str | Path | None = None,
+    target: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    register: bool = False,
+    overwrite: bool = False,
+    preview: str | Path | None = None,
+    progress: Progress | None = None,
+) -> SynthesisResult:
+    """Synthesize one subject; ``inputs`` maps contrasts to files or images, the first one being the reference grid.
+
+    ``model`` is a ``.safetensors`` path, a registry name, ``hf://OWNER/REPO[/FILE][@REV]`` or None (the
+    registry's default model for these inputs, ``target`` choosing among several).
+    """
+    names = [_canonical_or_fail(name, f"--{name}") for name in inputs]
+    synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size)
+    return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress)
+
+
+@dataclass
+class BatchItem:
+    """One subject's outcome in batch mode: a result, or the reason it failed or was skipped."""
+
+    subject: Subject
+    status: str  # "ok", "failed" or "skipped"
+    result: SynthesisResult | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        if self.result is not None:
+            return self.result.record()
+        return {"subject": self.subject.name, "status": self.status, "output": _str(self.subject.output),
+                "inputs": {c: str(p) for c, p in self.subject.inputs.items()}, "error": self.error,
+                "seconds": round(self.seconds, 3)}
+
+
+def synthesize_batch(
+    synthesizer: Synthesizer,
+    subjects: list[Subject],
+    *,
+    register: bool = False,
+    overwrite: bool = False,
+    preview_dir: Path | None = None,
+) -> Iterator[BatchItem]:
+    """Synthesize subject after subject with one loaded model; a failing subject is reported, never fatal.
+
+    An output that already exists (without ``overwrite``) is skipped, so an interrupted batch resumes where it
+    stopped. Each subject's inputs are ordered with the model's first input first, which makes it the reference grid.
+    """
+    for subject in subjects:
+        started = time.perf_counter()
+        if subject.output is None:
+            raise ValueError(f"subject {subject.name} has no output path")
+        if subject.output.exists() and not overwrite:
+            yield BatchItem(subject, "skipped", error="output exists (pass --overwrite to redo it)")
+            continue
+        ordered = {c: subject.inputs[c] for c in [*synthesizer.inputs, *subject.inputs] if c in subject.inputs}
+        preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
+        try:
+            result = synthesizer(ordered, subject.output, subject=subject.name, register=register,
+                                 overwrite=overwrite, preview=preview)
+        except InputError as exc:
+            yield BatchItem(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
+        except Exception as exc:  # isolation: one subject's unexpected failure must not stop the others
+            yield BatchItem(subject, "failed", error=f"{type(exc).__name__}: {exc}",
+                            seconds=time.perf_counter() - started)
+        else:
+            yield BatchItem(subject, "ok", result=result, seconds=result.seconds)
+
+
+def resolve_checkpoint(model: str | Path | None, available: list[str], target: str | None = None) -> Path:
+    """The verified checkpoint file for ``--model`` (see :func:`mrsynth.hub.resolve_model`).
+
+    Without a model, the registry's default for exactly the given contrasts is used; failing that, the one default
+    model that needs only some of them (a BraTS folder offers t1, t1c, t2 and flair; a t1,t2->flair default fits).
+    """
+    from mrsynth.hub import load_registry, resolve_model
+
+    if model is not None:
+        return resolve_model(str(model))
+    inputs = [c for c in available if c != target]
+    try:
+        return resolve_model(None, inputs, target)
+    except InputError as no_exact_default:
+        fits = [e for e in load_registry() if e["default"] and set(e["inputs"]) <= set(inputs)
+                and (e["target"] == target if target else e["target"] not in available)]
+        if len(fits) != 1:
+            raise no_exact_default from None
+        return resolve_model(fits[0]["name"])
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA device that is not there is a user error."""
+    import torch
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{device} requested but no CUDA device is available", "use --device cpu")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise InputError("--device", f"{device} does not exist ({torch.cuda.device_count()} CUDA device(s))",
+                             "choose an index below the device count")
+        return device
+    raise InputError("--device", f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class SliceWindow:
+    """Where the model's slice_size window sits in a slice: padding where the slice is smaller, a crop around the
+    signal where it is larger (the cropped margins hold no signal in any slice, so their output is background).
+    A slice whose signal does not fit keeps its full size: the network is fully convolutional."""
+
+    starts: tuple[int, int]
+    lengths: tuple[int, int]
+    shape: tuple[int, int]
+
+    @classmethod
+    def fit(cls, stack: np.ndarray, size: tuple[int, ...]) -> "SliceWindow":
+        shape = (int(stack.shape[2]), int(stack.shape[3]))
+        if len(size) != 2 or min(size) < 1:
+            return cls((0, 0), shape, shape)
+        signal = stack.any(axis=(0, 1))
+        starts, lengths = [], []
+        for axis, (n, m) in enumerate(zip(shape, size)):
+            if n <= m:
+                starts.append(-((m - n) // 2))
+                lengths.append(m)
+                continue
+            hits = np.flatnonzero(signal.any(axis=1 - axis))
+            low, high = (int(hits[0]), int(hits[-1]) + 1) if hits.size else (0, n)
+            if high - low > m:
+                starts.append(0)
+                lengths.append(n)
+            else:
+                starts.append(min(max((low + high - m) // 2, 0), n - m))
+                lengths.append(m)
+        return cls((starts[0], starts[1]), (lengths[0], lengths[1]), shape)
+
+    def _spans(self) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """(source region in the slice, destination region in the window), both clipped to what overlaps."""
+        source, destination = [], []
+        for start, length, n in zip(self.starts, self.lengths, self.shape):
+            low, high = max(start, 0), min(start + length, n)
+            source.append(slice(low, high))
+            destination.append(slice(low - start, high - start))
+        return (source[0], source[1]), (destination[0], destination[1])
+
+    def cut(self, slices: np.ndarray) -> np.ndarray:
+        """(B, C, Y, X) slices -> (B, C, *lengths) windows, zero where the window reaches past the slice."""
+        (sy, sx), (dy, dx) = self._spans()
+        if (sy, sx) == (dy, dx) and slices.shape[2:] == self.lengths:
+            return np.ascontiguousarray(slices)
+        windows = np.zeros((*slices.shape[:2], *self.lengths), dtype=np.float32)
+        windows[:, :, dy, dx] = slices[:, :, sy, sx]
+        return windows
+
+    def paste(self, windows: np.ndarray, volume: np.ndarray, index: np.ndarray) -> None:
+        """Write (B, *lengths) model outputs back into ``volume[index]`` (Z, Y, X)."""
+        (sy, sx), (dy, dx) = self._spans()
+        volume[index, sy, sx] = windows[:, dy, dx]
+
+
+def _to_reference_grid(synthesis: np.ndarray, canonical: "sitk.Image", reference: "sitk.Image") -> "sitk.Image":
+    import SimpleITK as sitk
+
+    from mrsynth.io import from_canonical
+
+    image = sitk.GetImageFromArray(synthesis)
+    image.CopyInformation(canonical)
+    return from_canonical(image, reference)
+
+
+@contextlib.contextmanager
+def _autocast(device: str) -> Iterator[None]:
+    if device.startswith("cuda"):
+        import torch
+
+        with torch.autocast(device_type="cuda", dtype=torch.float16):
+            yield
+    else:
+        yield
+
+
+def _canonical_or_fail(name: str, label: str) -> str:
+    contrast = canonical_contrast(name)
+    if contrast is None:
+        raise InputError(label, f"unknown contrast {name!r}", f"use one of {', '.join(CONTRASTS)}")
+    return contrast
+
+
+def _describe(source: VolumeSource) -> str:
+    return str(source) if isinstance(source, (str, Path)) else "<in-memory image>"
+
+
+def _subject_name(source: VolumeSource) -> str:
+    if not isinstance(source, (str, Path)):
+        return "subject"
+    name = Path(source).name
+    return name.split(".")[0]
+
+
+def _mm(values: Any) -> str:
+    return "x".join(f"{v:g}" for v in np.round(np.asarray(values, dtype=float), 2)) + " mm"
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

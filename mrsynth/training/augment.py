@@ -1,0 +1,83 @@
+"""Training augmentation: brain-centred random crops, left-right flips, and the misalignment shift.
+
+Every random choice for one sample comes from a generator seeded by (run seed, stream position) (see
+``sampling.py``), so a sample looks the same whatever worker, rank or restart produces it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+
+def sample_generator(seed: int, position: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 2_654_435_761 + position * 97 + 12_345) % (2**63 - 1))
+
+
+def _uniform(generator: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=generator))
+
+
+def brain_crop_origin(x: torch.Tensor, crop: int, generator: torch.Generator) -> tuple[int, int]:
+    """Top-left corner of a ``crop`` square that stays inside the image and, where possible, overlaps the brain.
+
+    Uniform crops of a 240x240 BraTS slice are often mostly background; drawing the corner so that the crop lies
+    within the bounding box of the non-zero input voxels (widened to fit the crop) keeps every step informative.
+    """
+    height, width = x.shape[-2:]
+    nonzero = (x != 0).any(dim=0)
+    rows = torch.nonzero(nonzero.any(dim=1)).flatten()
+    cols = torch.nonzero(nonzero.any(dim=0)).flatten()
+
+    def axis_origin(size: int, hits: torch.Tensor) -> int:
+        if crop >= size:
+            return 0
+        low, high = (int(hits[0]), int(hits[-1]) + 1) if hits.numel() else (0, size)
+        if high - low <= crop:  # the crop can hold the whole box: any corner that keeps it inside
+            first, last = max(0, high - crop), min(low, size - crop)
+        else:  # the box is wider than the crop: any crop inside the box
+            first, last = low, high - crop
+        return first + int(torch.randint(last - first + 1, (), generator=generator))
+
+    return axis_origin(height, rows), axis_origin(width, cols)
+
+
+def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
+    """Sub-pixel translation of an (H, W) image by (dy, dx) px, bilinear, zero outside (background)."""
+    height, width = image.shape
+    theta = torch.tensor([[1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]], dtype=image.dtype)
+    grid = F.affine_grid(theta[None], [1, 1, height, width], align_corners=False)
+    return F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
+
+
+class AugmentedPairs(Dataset):
+    """Wraps a dataset of ``(x, y)`` pairs; indexed by ``(index, position)`` pairs from the batch sampler."""
+
+    def __init__(self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0) -> None:
+        self.base, self.seed, self.crop, self.flip, self.shift_px = base, seed, crop, flip, shift_px
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, position = key
+        x, y = self.base[index]
+        x = torch.as_tensor(x, dtype=torch.float32)
+        y = torch.as_tensor(y, dtype=torch.float32)
+        generator = sample_generator(self.seed, position)
+        if self.crop is not None:
+            top, left = brain_crop_origin(x, self.crop, generator)
+            x = x[:, top : top + self.crop, left : left + self.crop]
+            y = y[:, top : top + self.crop, left : left + self.crop]
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
+            x, y = x.flip(-1), y.flip(-1)
+        if self.shift_px > 0 and x.shape[0] > 1:
+            channel = int(torch.randint(x.shape[0], (), generator=generator))
+            dy = _uniform(generator, -self.shift_px, self.shift_px)
+            dx = _uniform(generator, -self.shift_px, self.shift_px)
+            x = x.clone()
+            x[channel] = translate(x[channel], dy, dx).clamp_(0.0, 1.0)
+        return x.contiguous(), y.contiguous()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The exact recipe of the two bundled starter models (weights/agi-net-tiny-brats-t1t2-flair, weights/agi-net-tiny-avg152-t1t2-pd).
+# CPU only, one thread per run, both runs in parallel: about 75 min each on a shared 2-core machine.
+# Stores and runs go to $WORK (default /tmp/mrsynth-starter); nothing here touches data/holdout.
+set -euo pipefail
+DATA=${DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+WORK=${WORK:-/tmp/mrsynth-starter}
+mkdir -p "$WORK"
+
+# 1. slice stores (every subject in "train"; validation is a held-out block of axial slices, see below)
+mrsynth preprocess --dataset brats --root "$DATA/brats-style" --out "$WORK/brats_store" --scenario "t1,t2->flair" --split 2,0,0 -q
+printf "subject,t1,t2,pd\navg152,%s,%s,%s\n" "$DATA/spm12_avg152/avg152T1.nii.gz" "$DATA/spm12_avg152/avg152T2.nii.gz" \
+  "$DATA/spm12_avg152/avg152PD.nii.gz" > "$WORK/avg152.csv"
+mrsynth preprocess --dataset folder --csv "$WORK/avg152.csv" --out "$WORK/pd_store" --split 1,0,0 -q
+
+# 2. (T1, T2) -> FLAIR: both TCGA-LGG cases, axial 0-54 and 85-154 for training, 62-77 for validation
+#    (a 7-slice gap on each side keeps neighbouring, nearly identical slices out of the validation block).
+mrsynth train --data "$WORK/brats_store" --scenario "t1,t2->flair" \
+  --arch agi-net --preset tiny --groups 8 --framework l1 \
+  --iters 1800 --batch-size 8 --crop 96 --lr 5e-4 --lr-schedule cosine --seed 0 \
+  --slice-range 0:55,85:155 --val-split train --val-slice-range 62:78 \
+  --val-every 150 --save-every 150 --log-every 10 --threads 1 --device cpu \
+  --data-note "TCGA-LGG TCGA-DU-7294 + TCGA-FG-6692 (shared/data/brats-style), axial 0-54 and 85-154; 62-77 validation" \
+  --licence "CC-BY-3.0" --run-dir "$WORK/runs/flair-tiny" --json > "$WORK/flair.log" &
+
+# 3. (T1, T2) -> PD on the avg152 templates: z < 40 for training, z 40-44 for validation, z >= 45 never seen.
+mrsynth train --data "$WORK/pd_store" --scenario "t1,t2->pd" \
+  --arch agi-net --preset tiny --groups 8 --framework l1 \
+  --iters 1700 --batch-size 8 --lr 5e-4 --lr-schedule cosine --seed 0 \
+  --slice-range 0:40 --val-split train --val-slice-range 40:45 \
+  --val-every 170 --save-every 170 --log-every 10 --threads 1 --device cpu --not-skull-stripped \
+  --data-note "SPM12 avg152 T1/T2/PD templates (ICBM 152-subject average, MNI, 2 mm), axial z 0-39; z 40-44 validation" \
+  --licence "GPL-2.0-or-later" --run-dir "$WORK/runs/pd-tiny" --json > "$WORK/pd.log" &
+wait
+
+# 4. the validation-selected checkpoints, stored in float16
+python - "$WORK" <<'PY'
+import sys
+from mrsynth.checkpoint import load_checkpoint, save_checkpoint
+work = sys.argv[1]
+for run, name in (("flair-tiny", "agi-net-tiny-brats-t1t2-flair"), ("pd-tiny", "agi-net-tiny-avg152-t1t2-pd")):
+    model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")
+    save_checkpoint(f"weights/{name}.safetensors", model, meta, dtype="float16")
+PY
