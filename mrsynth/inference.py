@@ -139,7 +139,8 @@ class Synthesizer:
                     if c not in self.inputs and c != reference_name]
         volumes = self._read(named, [reference_name, *[c for c in self.inputs if c != reference_name]])
         reference = volumes[reference_name]
-        warnings += self._training_mismatch(volumes, named)
+        for contrast in self.inputs:
+            warnings += training_mismatch(volumes[contrast], self.metadata, _describe(named[contrast]))
         aligned, align_warnings = self._align(volumes, named, reference_name, register)
         warnings += align_warnings
         canonical, stack = self._stack(aligned)
@@ -195,37 +196,6 @@ class Synthesizer:
             source = named[contrast]
             volumes[contrast] = read_volume(source) if isinstance(source, Path) else sitk.Cast(source, sitk.sitkFloat32)
         return volumes
-
-    def _training_mismatch(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource]) -> list[str]:
-        """Warn (never refuse) when a scan clearly differs from the model's training data."""
-        import SimpleITK as sitk
-
-        warnings = []
-        trained = self.metadata.get("voxel_size_mm")
-        for contrast in self.inputs:
-            image = volumes[contrast]
-            label = _describe(named[contrast])
-            if trained:
-                from mrsynth.io import to_canonical
-
-                spacing = np.asarray(to_canonical(image).GetSpacing(), dtype=float)
-                expected = np.asarray(trained, dtype=float)
-                if np.any(np.abs(spacing - expected) > VOXEL_SIZE_TOLERANCE * expected):
-                    warnings.append(f"{label}: voxel size {_mm(spacing)} differs from the model's training voxel size "
-                                    f"{_mm(expected)}; results may degrade (resample the scan first)")
-            stripped = self.metadata.get("skull_stripped")
-            if stripped is None:
-                continue
-            values = sitk.GetArrayViewFromImage(image)
-            litres = float(np.count_nonzero(values > 0)) * math.prod(image.GetSpacing()) / 1e6
-            background = float(np.mean(values == 0))
-            if stripped and litres > HEAD_MIN_LITRES:
-                warnings.append(f"{label}: looks like it still has the skull ({litres:.1f} L of non-zero tissue) but "
-                                "the model was trained on skull-stripped scans; strip it first (e.g. HD-BET, SynthStrip)")
-            elif not stripped and litres < STRIPPED_MAX_LITRES and background > STRIPPED_MIN_BACKGROUND:
-                warnings.append(f"{label}: looks skull-stripped ({litres:.1f} L of non-zero tissue) but the model "
-                                "was trained on scans with the skull")
-        return warnings
 
     def _align(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource], reference_name: str,
                register: bool) -> tuple[dict[str, "sitk.Image"], list[str]]:
@@ -380,6 +350,40 @@ def synthesize_batch(
                             seconds=time.perf_counter() - started)
         else:
             yield BatchItem(subject, "ok", result=result, seconds=result.seconds)
+
+
+def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: str) -> list[str]:
+    """Warnings (never refusals) for a scan that clearly differs from the model's training data.
+
+    Voxel size: more than 30 % away from the checkpoint's ``voxel_size_mm`` along any anatomical axis. Skull: a
+    skull-stripped adult brain, CSF included, holds under 2.2 L of non-zero voxels, a head with skull and scalp
+    over 3 L (noisy background counts as non-zero, and is itself a sign of an unstripped scan); stripped scans
+    also have at least 30 % exact-zero background. Between those bounds nothing is said.
+    """
+    import SimpleITK as sitk
+
+    from mrsynth.io import to_canonical
+
+    warnings = []
+    trained = metadata.get("voxel_size_mm")
+    if trained:
+        spacing = np.asarray(to_canonical(image).GetSpacing(), dtype=float)
+        expected = np.asarray(trained, dtype=float)
+        if np.any(np.abs(spacing - expected) > VOXEL_SIZE_TOLERANCE * expected):
+            warnings.append(f"{label}: voxel size {_mm(spacing)} differs from the model's training voxel size "
+                            f"{_mm(expected)}; results may degrade")
+    stripped = metadata.get("skull_stripped")
+    if stripped is not None:
+        values = sitk.GetArrayViewFromImage(image)
+        litres = float(np.count_nonzero(values > 0)) * math.prod(image.GetSpacing()) / 1e6
+        background = float(np.mean(values == 0))
+        if stripped and litres > HEAD_MIN_LITRES:
+            warnings.append(f"{label}: looks like it still has the skull ({litres:.1f} L of non-zero voxels) but the "
+                            "model was trained on skull-stripped scans; strip it first (e.g. HD-BET, SynthStrip)")
+        elif not stripped and litres < STRIPPED_MAX_LITRES and background > STRIPPED_MIN_BACKGROUND:
+            warnings.append(f"{label}: looks skull-stripped ({litres:.1f} L of non-zero voxels) but the model was "
+                            "trained on scans with the skull")
+    return warnings
 
 
 def resolve_checkpoint(model: str | Path | None, available: list[str], target: str | None = None) -> Path:

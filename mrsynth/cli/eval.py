@@ -27,25 +27,25 @@ def _parse_roi(text: Optional[str]) -> Optional[tuple[int, int, int]]:
 def eval_command(
     data: Optional[Path] = typer.Option(None, "--data", help="Slice store made by mrsynth preprocess."),
     checkpoint: List[str] = typer.Option(
-        [], "--checkpoint", "-c", help="Model (.safetensors, registry name or hf://); repeat to compare on the same slices."
+        [], "--checkpoint", "-c", help="Model: .safetensors, registry name or hf:// (repeat to compare)."
     ),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="ixi or brats: the paper's table layout (Table 1 / 2)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="ixi or brats: column order of Table 1 / 2."),
     split: str = typer.Option("test", "--split", help="train, val or test."),
     subject: List[str] = typer.Option([], "--subject", help="Evaluate only these subjects (repeatable)."),
     perturb_shift: Optional[str] = typer.Option(
         None, "--perturb-shift", help="Fig. 3 misalignment levels START:STOP:STEP in px, STOP included (0:3:0.5)."
     ),
-    perturb_input: Optional[str] = typer.Option(None, "--perturb-input", help="Contrast to translate (default: last input)."),
+    perturb_input: Optional[str] = typer.Option(None, "--perturb-input", help="Contrast to shift (default: last)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random shift directions."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write metrics.csv, summary.json and PNG figures here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Folder for metrics.csv, summary.json and PNGs."),
     figure: List[str] = typer.Option([], "--figure", help="Slice to draw as SUBJECT:Z (repeatable)."),
-    figures: int = typer.Option(2, "--figures", help="Without --figure: draw the fullest slice of this many subjects."),
-    roi: Optional[str] = typer.Option(None, "--roi", help="Zoomed ROI as Y:X:SIZE (default: where the error is largest)."),
+    figures: int = typer.Option(2, "--figures", help="Without --figure: fullest slice of this many subjects."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Zoomed ROI Y:X:SIZE (default: largest error)."),
     pred: Optional[Path] = typer.Option(None, "--pred", help="Prediction volume (NIfTI) to score against --truth."),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground-truth volume (NIfTI) on the same grid as --pred."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground-truth volume (NIfTI), same grid as --pred."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask for slice selection (NIfTI pair mode)."),
-    inputs: List[Path] = typer.Option([], "--input", help="Input volumes whose non-zero voxels are the brain (repeatable)."),
-    normalize: str = typer.Option("none", "--normalize", help="NIfTI pair mode: none, truth or both (99.5th percentile)."),
+    inputs: List[Path] = typer.Option([], "--input", help="Input volume: its non-zero voxels are brain (repeatable)."),
+    normalize: str = typer.Option("none", "--normalize", help="NIfTI pairs: none, truth or both (99.5th pct)."),
     slices: Optional[str] = typer.Option(None, "--slices", help="NIfTI pair mode: axial range START:STOP, e.g. 45:"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
@@ -70,7 +70,8 @@ def eval_command(
     console = stderr_console(quiet)
     if pred is not None or truth is not None:
         if pred is None or truth is None or data is not None or checkpoint:
-            raise InputError("--pred/--truth", "NIfTI pair mode needs both --pred and --truth, and no --data/--checkpoint")
+            raise InputError("--pred/--truth", "NIfTI pair mode needs both --pred and --truth",
+                             "and no --data/--checkpoint")
         _eval_pair(pred, truth, mask, inputs, normalize, slices, report, overwrite, as_json, console)
         return
     if data is None or not checkpoint:
@@ -88,10 +89,10 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
 
     from mrsynth.data.store import SliceStore
     from mrsynth.evaluation import evaluate_store, load_models, paired_tests, parse_levels, summary_record
-    from mrsynth.evaluation.models import resolve_device
-    from mrsynth.evaluation.report import (PROTOCOL, SHIFT_PLOT_NAME, SUMMARY_NAME, CSV_NAME, default_picks,
-                                           parse_pick, planned_files, prepare_report_dir, render_panels,
-                                           write_json, write_metrics_csv)
+    from mrsynth.inference import resolve_device
+    from mrsynth.evaluation.report import (CSV_NAME, PROTOCOL, SHIFT_PLOT_NAME, SUMMARY_NAME, default_picks,
+                                           json_safe, parse_pick, planned_files, prepare_report_dir,
+                                           render_panels, write_json, write_metrics_csv)
     from mrsynth.evaluation.tables import paired_table, paper_table, shift_table
 
     levels = parse_levels(perturb_shift) if perturb_shift else []
@@ -121,7 +122,8 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
     shifted = [summary_record(r) for r in evaluation.results.values()] if evaluation.perturbed else []
     tests = paired_tests(evaluation)
 
-    title = f"{data} ({split}, {main[0]['n_subjects']} subject(s))" + (f", layout of {dataset.upper()}" if dataset else "")
+    title = f"{data} ({split}, {main[0]['n_subjects']} subject(s))"
+    title += f", layout of {dataset.upper()}" if dataset else ""
     console.print(paper_table(main, dataset, title))
     if tests:
         console.print(paired_table(tests))
@@ -129,11 +131,11 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
         console.print(shift_table(shifted, evaluation.perturb_input))
     if as_json:
         for record in main:
-            emit_json({"kind": "summary", "split": split, **record})
+            emit_json(json_safe({"kind": "summary", "split": split, **record}))
         for record in tests:
-            emit_json({"kind": "paired_test", **record})
+            emit_json(json_safe({"kind": "paired_test", **record}))
         for record in shifted:
-            emit_json({"kind": "shift", "perturbed": evaluation.perturb_input, **record})
+            emit_json(json_safe({"kind": "shift", "perturbed": evaluation.perturb_input, **record}))
 
     if report is not None:
         from mrsynth.evaluation.figures import save_figure, shift_figure
@@ -149,7 +151,8 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
             save_figure(shift_figure(shifted, evaluation.perturb_input), report / SHIFT_PLOT_NAME, overwrite)
         render_panels(store, models, picks, report, overwrite, device, roi)
         if as_json:
-            emit_json({"kind": "report", "dir": str(report), "files": [str(p) for p in planned_files(report, picks, bool(shifted))]})
+            written = planned_files(report, picks, bool(shifted))
+            emit_json({"kind": "report", "dir": str(report), "files": [str(p) for p in written]})
         console.print(f"report written to {report}")
 
 
@@ -157,8 +160,8 @@ def _eval_pair(pred: Path, truth: Path, mask: Optional[Path], inputs: List[Path]
                slices: Optional[str], report: Optional[Path], overwrite: bool, as_json: bool, console: Any) -> None:
     from mrsynth.evaluation import summary_record
     from mrsynth.evaluation.nifti import evaluate_pair, parse_slice_range
-    from mrsynth.evaluation.report import (CSV_NAME, PROTOCOL, SUMMARY_NAME, prepare_report_dir, write_json,
-                                           write_metrics_csv)
+    from mrsynth.evaluation.report import (CSV_NAME, PROTOCOL, SUMMARY_NAME, json_safe, prepare_report_dir,
+                                           write_json, write_metrics_csv)
     from mrsynth.evaluation.tables import paper_table
 
     files = [report / CSV_NAME, report / SUMMARY_NAME] if report is not None else []
@@ -169,7 +172,7 @@ def _eval_pair(pred: Path, truth: Path, mask: Optional[Path], inputs: List[Path]
     record = {**summary_record(results), **info}
     console.print(paper_table([record], title=f"{pred.name} against {truth.name} ({record['n_slices']} slices)"))
     if as_json:
-        emit_json({"kind": "summary", **record})
+        emit_json(json_safe({"kind": "summary", **record}))
     if report is not None:
         write_metrics_csv([results], files[0], overwrite)
         write_json({"protocol": PROTOCOL, "summaries": [record]}, files[1], overwrite)

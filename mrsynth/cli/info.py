@@ -27,10 +27,10 @@ def collect_info() -> dict:
 
     from mrsynth import __version__
     from mrsynth.models.roll import roll_backend
-    from mrsynth.ops import cuda_roll_available
+    from mrsynth.ops import cuda_roll_status
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    kernel = cuda_roll_available()
+    kernel, kernel_detail = cuda_roll_status()
     asked = roll_backend()
     active = "cuda" if kernel and asked != "torch" else "torch"
     try:
@@ -46,7 +46,8 @@ def collect_info() -> dict:
         "packages": {p: _version(p) for p in PACKAGES},
         "torch_threads": torch.get_num_threads(),
         "cuda_devices": devices,
-        "roll_backend": {"requested": asked, "active_on_gpu": active, "cuda_kernel_usable": kernel},
+        "roll_backend": {"requested": asked, "active_on_gpu": active, "cuda_kernel_usable": kernel,
+                         "detail": kernel_detail},
         "hub_cache": hub_cache,
     }
 
@@ -71,6 +72,6 @@ def info_command(as_json: bool = typer.Option(False, "--json", help="Print one J
     table.add_row("CUDA devices", ", ".join(info["cuda_devices"]) or "none")
     rb = info["roll_backend"]
     table.add_row("roll backend", f"requested {rb['requested']}, on GPU: {rb['active_on_gpu']}, "
-                  f"CUDA kernel usable: {'yes' if rb['cuda_kernel_usable'] else 'no'}")
+                  f"CUDA kernel usable: {'yes' if rb['cuda_kernel_usable'] else 'no'} ({rb['detail']})")
     table.add_row("Hub cache", str(info["hub_cache"]))
     stderr_console().print(table)

@@ -162,6 +162,9 @@ def _print_summary(console: Any, items: list[Any]) -> None:
             detail += f" ({len(item.result.warnings)} warning(s))"
         table.add_row(item.subject.name, f"[{style[item.status]}]{item.status}[/]", detail, f"{item.seconds:.1f}")
     console.print(table)
+    for item in items:
+        for warning in item.result.warnings if item.result is not None else []:
+            console.print(f"[yellow]warning:[/] {item.subject.name}: {warning}", highlight=False)
     counts = {status: sum(item.status == status for item in items) for status in style}
     console.print(f"{counts['ok']} synthesized, {counts['skipped']} skipped (output exists), {counts['failed']} failed",
                   highlight=False)

@@ -118,7 +118,10 @@ def evaluate_case(
 
 
 def new_evaluation(
-    models: Sequence[EvalModel], levels: Sequence[float] = (), perturb_input: str | None = None, split: str | None = None
+    models: Sequence[EvalModel],
+    levels: Sequence[float] = (),
+    perturb_input: str | None = None,
+    split: str | None = None,
 ) -> Evaluation:
     """An empty :class:`Evaluation`; level 0 is always included so the main table exists whatever the levels."""
     levels = [0.0] + [float(x) for x in levels if float(x) != 0.0]
@@ -145,7 +148,8 @@ def evaluate_store(
     """Evaluate ``models`` on every subject of ``split`` in a :class:`mrsynth.data.store.SliceStore`."""
     chosen = list(subjects) if subjects else store.subjects(split)
     if not chosen:
-        raise InputError(store.path, f"no finished subject in split {split!r}", "check --split or run mrsynth preprocess")
+        raise InputError(store.path, f"no finished subject in split {split!r}",
+                         "check --split or run mrsynth preprocess")
     for model in models:
         _channels(store.contrasts, (*model.inputs, model.target), store.path)
     evaluation = new_evaluation(models, levels, perturb_input, split)

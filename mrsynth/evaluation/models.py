@@ -64,17 +64,6 @@ def load_models(specs: Sequence[str], device: str = "cpu") -> list[EvalModel]:
     return loaded
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device", f"{device} requested but no CUDA device is available", "use --device cpu")
-    return device
-
-
 def predict_slices(model: Any, inputs: np.ndarray, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
     """Synthesise an (N, C_in, H, W) stack of normalised input slices -> (N, H, W) float32 in [0, 1].
 

@@ -98,20 +98,20 @@ def write_metrics_csv(results_list: Iterable[SliceResults], path: str | Path, ov
     return Path(path)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no inf/NaN: write them as null so any parser reads the file."""
+def json_safe(value: Any) -> Any:
+    """JSON has no inf/NaN: write them as null so any parser (jq included) reads the output."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_json(data: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
     with atomic_output(path, overwrite) as tmp:
-        tmp.write_text(json.dumps(_finite(data), indent=1) + "\n", encoding="utf-8")
+        tmp.write_text(json.dumps(json_safe(data), indent=1) + "\n", encoding="utf-8")
     return Path(path)
 
 
@@ -145,6 +145,8 @@ def render_panels(
             pred = predict_slices(model.model, x, 1, device)[0]
             preds[f"{model.label} ({psnr(pred, truth):.2f} dB, {100 * ssim(pred, truth):.2f} %)"] = pred
         brain = bool(brain_slices(stack[[store.channel(c) for c in reference.inputs]][None])[0])
-        title = f"{pick.subject}, axial slice {pick.slice_index}: {reference.scenario}" + ("" if brain else " (< 1 % brain)")
-        written.append(save_figure(panel_figure(inputs, truth, preds, roi, title), report_dir / pick.filename, overwrite))
+        title = f"{pick.subject}, axial slice {pick.slice_index}: {reference.scenario}"
+        title += "" if brain else " (< 1 % brain: not in the metrics)"
+        figure = panel_figure(inputs, truth, preds, roi, title)
+        written.append(save_figure(figure, report_dir / pick.filename, overwrite))
     return written

@@ -91,17 +91,23 @@ def _sitk_message(exc: Exception) -> str:
 
 
 def _verify_complete(path: Path) -> None:
-    """Read NIfTI-family files fully with nibabel, which rejects truncated or corrupt data that SimpleITK accepts."""
+    """Read NIfTI-family files fully with nibabel, which rejects truncated or corrupt data that SimpleITK accepts.
+
+    The NaN check happens here too: ITK's NIfTI reader turns NaN voxels into 0 and returns garbage for an
+    all-NaN file, so only nibabel's copy of the data can tell that a volume holds nothing but NaN.
+    """
     if not path.name.lower().endswith(NIBABEL_SUFFIXES):
         return
     import nibabel as nib
 
     try:
-        np.asanyarray(nib.load(str(path)).dataobj)
+        data = np.asanyarray(nib.load(str(path)).dataobj)
     except Exception as exc:  # nibabel raises many types (EOFError, ImageFileError, OSError, ValueError...)
         reason = " ".join(str(exc).split())[:160]
         raise InputError(path, f"corrupt, truncated or not an image ({type(exc).__name__}: {reason})",
                          "copy or export the scan again") from None
+    if data.dtype.kind in "fc" and not np.isfinite(data).any():
+        raise InputError(path, "all voxels are NaN or infinite", "check the scan or the tool that wrote it")
 
 
 def _read_file(path: Path) -> sitk.Image:

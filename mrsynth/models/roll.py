@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mrsynth.errors import InputError
+
 ROLL_BACKENDS = ("auto", "torch", "cuda")
 
 
@@ -66,7 +68,7 @@ def roll_backend() -> str:
     """The backend asked for by ``MRSYNTH_ROLL_BACKEND`` (default ``auto``)."""
     backend = os.environ.get("MRSYNTH_ROLL_BACKEND", "auto").strip().lower() or "auto"
     if backend not in ROLL_BACKENDS:
-        raise ValueError(f"MRSYNTH_ROLL_BACKEND={backend!r}; choose one of {', '.join(ROLL_BACKENDS)}")
+        raise InputError("MRSYNTH_ROLL_BACKEND", f"unknown backend {backend!r}", f"choose one of {', '.join(ROLL_BACKENDS)}")
     return backend
 
 

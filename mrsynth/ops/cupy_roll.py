@@ -67,6 +67,7 @@ def kernel(device_index: int, name: str) -> Any:
     if function is not None:
         return function
     import cupy
+    from cupy.cuda.compiler import CompileException
 
     with _LOCK, cupy.cuda.Device(device_index):
         module = _MODULES.get(device_index)
@@ -75,7 +76,7 @@ def kernel(device_index: int, name: str) -> Any:
             _MODULES[device_index] = module
         try:
             function = module.get_function(name)
-        except cupy.cuda.compiler.CompileException as error:
+        except CompileException as error:
             raise RuntimeError(
                 f"compiling {SOURCE_NAME} with NVRTC failed (MRSYNTH_ROLL_BACKEND=torch avoids the kernel):\n{error}"
             ) from error
