@@ -88,6 +88,7 @@ def time_pair(preset_name: str, groups: int, batch: int, size: int, train: bool,
 def child_peak(preset_name: str, arch: str, groups: int, batch: int, size: int, train: bool, threads: int) -> float:
     code = (
         "import torch, sys; sys.path.insert(0, 'benchmarks'); import cagr_overhead as c; "
+        "from mrsynth.runtime import tune_cpu_allocator; tune_cpu_allocator(); "
         f"torch.set_num_threads({threads}); "
         f"run = c.step_function(c.build({preset_name!r}, {arch!r}, {groups}), {batch}, {size}, {train}); run(); run(); "
         "print(c.peak_rss_mb())"
@@ -107,10 +108,16 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also time a training step (L1 loss, Adam)")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory in child processes")
     parser.add_argument("--json", action="store_true", help="print one JSON line with the issue's two ratios")
+    parser.add_argument("--no-allocator-tuning", action="store_true",
+                        help="leave glibc's allocator as it is (mrsynth's commands tune it, see mrsynth/runtime.py)")
     args = parser.parse_args()
 
     import torch
 
+    from mrsynth.runtime import tune_cpu_allocator
+
+    if not args.no_allocator_tuning:
+        tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     presets = args.presets.split(",")
     if args.json:

@@ -1,8 +1,8 @@
 """Seconds per 240x240x155 volume and peak memory of ``mrsynth synthesize`` (docs/performance.md, Volume synthesis).
 
 Each configuration runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own;
-inside it the model is loaded once, one untimed warm-up volume is synthesized (oneDNN picks its kernels then), and
-then ``--repeats`` timed volumes follow. The input is the shipped demo case (examples/demo, TCGA-FG-6692 T1 + T2,
+inside it the model is loaded once, ``--warmup`` untimed volumes are synthesized (oneDNN picks its kernels then),
+and then ``--repeats`` timed volumes follow. The input is the shipped demo case (examples/demo, TCGA-FG-6692 T1 + T2,
 240x240x155 at 1 mm), written to a temporary folder as a real user's output would be.
 
 Model: ``--model`` (a path, registry name or hf://...), else the registry's default model for (t1, t2), else a
@@ -47,13 +47,13 @@ def worker(args: argparse.Namespace) -> dict:
     if synth.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times, totals = [], []
-    for run in range(args.repeats + 1):
+    for run in range(args.warmup + args.repeats):
         out = folder / f"run{run}.nii.gz"
         started = time.perf_counter()
         synth(INPUTS, out, progress=lambda done, total: totals.append(total))
         elapsed = time.perf_counter() - started
         out.unlink()
-        if run:  # run 0 is the warm-up
+        if run >= args.warmup:
             times.append(elapsed)
     record = {
         "model": source, "params_m": round(sum(p.numel() for p in synth.model.parameters()) / 1e6, 3),
@@ -107,7 +107,8 @@ def main() -> None:
     parser.add_argument("--preset", nargs="*", help="random-weight stand-ins of these presets (tiny, light, paper)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, nargs="*", default=[None], help="default: mrsynth's own default")
-    parser.add_argument("--repeats", type=int, default=2, help="timed volumes after one warm-up")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed volumes first (oneDNN picks kernels)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed volumes after the warm-up")
     parser.add_argument("--json", type=Path, help="also write every record to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,7 +124,8 @@ def main() -> None:
     records = []
     for preset_name in args.preset or [None]:
         for batch_size in args.batch_size:
-            command = [sys.executable, __file__, "--worker", "--device", args.device, "--repeats", str(args.repeats)]
+            command = [sys.executable, __file__, "--worker", "--device", args.device, "--repeats", str(args.repeats),
+                       "--warmup", str(args.warmup)]
             command += ["--model", args.model] if args.model else []
             command += ["--preset", preset_name] if preset_name else []
             command += ["--batch-size", str(batch_size)] if batch_size else []

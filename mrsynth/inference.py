@@ -199,7 +199,8 @@ class Synthesizer:
 
     def _align(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource], reference_name: str,
                register: bool) -> tuple[dict[str, "sitk.Image"], list[str]]:
-        """Normalise every input as the checkpoint says (on its own grid), then bring it onto the reference grid."""
+        """Bring every input onto the reference grid, then normalise it there as the checkpoint says: the order
+        ``mrsynth preprocess`` uses for training data, so the normalisation constants are computed the same way."""
         import SimpleITK as sitk
 
         from mrsynth.data.normalization import normalize
@@ -209,25 +210,24 @@ class Synthesizer:
         aligned, warnings = {}, []
         for contrast in self.inputs:
             image, label = volumes[contrast], _describe(named[contrast])
+            if contrast != reference_name and (register or not same_grid(image, reference)):
+                transform = None
+                if register:
+                    transform = register_rigid(reference, image)
+                else:
+                    covered = overlap_fraction(reference, image)
+                    if covered < MIN_OVERLAP:
+                        raise InputError(label, f"its field of view does not overlap the reference "
+                                                f"{_describe(named[reference_name])} ({covered:.0%} covered)",
+                                         "give scans of the same subject and session, or try --register")
+                    if covered < WARN_OVERLAP:
+                        warnings.append(f"{label}: covers only {covered:.0%} of the reference's field of view; the "
+                                        "rest is synthesized from zeros")
+                image = resample_to(image, reference, transform)
             values, _ = normalize(sitk.GetArrayViewFromImage(image), self.metadata["normalization"], source=label)
             normalised = sitk.GetImageFromArray(values)
-            normalised.CopyInformation(image)
-            if contrast == reference_name or (same_grid(image, reference) and not register):
-                aligned[contrast] = normalised
-                continue
-            transform = None
-            if register:
-                transform = register_rigid(reference, image)
-            else:
-                covered = overlap_fraction(reference, image)
-                if covered < MIN_OVERLAP:
-                    raise InputError(label, f"its field of view does not overlap the reference "
-                                            f"{_describe(named[reference_name])} ({covered:.0%} covered)",
-                                     "give scans of the same subject and session, or try --register")
-                if covered < WARN_OVERLAP:
-                    warnings.append(f"{label}: covers only {covered:.0%} of the reference's field of view; the rest "
-                                    "is synthesized from zeros")
-            aligned[contrast] = resample_to(normalised, reference, transform)
+            normalised.CopyInformation(reference)
+            aligned[contrast] = normalised
         return aligned, warnings
 
     def _stack(self, aligned: dict[str, "sitk.Image"]) -> tuple["sitk.Image", np.ndarray]:
@@ -329,7 +329,8 @@ def synthesize_batch(
     """Synthesize subject after subject with one loaded model; a failing subject is reported, never fatal.
 
     An output that already exists (without ``overwrite``) is skipped, so an interrupted batch resumes where it
-    stopped. Each subject's inputs are ordered with the model's first input first, which makes it the reference grid.
+    stopped. Only the contrasts the model takes are used (a dataset folder may hold the target itself); the first
+    of them in the subject's order (CSV column order) is its reference grid.
     """
     for subject in subjects:
         started = time.perf_counter()
@@ -338,7 +339,12 @@ def synthesize_batch(
         if subject.output.exists() and not overwrite:
             yield BatchItem(subject, "skipped", error="output exists (pass --overwrite to redo it)")
             continue
-        ordered = {c: subject.inputs[c] for c in [*synthesizer.inputs, *subject.inputs] if c in subject.inputs}
+        missing = [c for c in synthesizer.inputs if c not in subject.inputs]
+        if missing:
+            yield BatchItem(subject, "failed", error=f"{subject.name}: no {', '.join(missing)} scan given or found "
+                                                     f"(the model {synthesizer.scenario} needs it)")
+            continue
+        ordered = {c: path for c, path in subject.inputs.items() if c in synthesizer.inputs}
         preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
         try:
             result = synthesizer(ordered, subject.output, subject=subject.name, register=register,

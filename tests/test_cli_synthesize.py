@@ -237,6 +237,7 @@ def test_input_dir_with_brats_names_and_previews(tmp_path, case):
     data = tmp_path / "brats"
     data.mkdir()
     _subjects(data, case, ["case1", "case2"])
+    (data / "case1-t2f.nii.gz").write_text("the real FLAIR, kept for evaluation: never read")
     out_dir, previews = tmp_path / "out", tmp_path / "previews"
     previews.mkdir()
     result = run("--input-dir", data, "--out-dir", out_dir, "--preview", previews, "--model", case["model"], "-q")

@@ -127,10 +127,10 @@ def test_shift_channel_is_seeded_bilinear_and_of_the_asked_magnitude():
     rng = np.random.default_rng(3)
     stack = rng.random((5, 2, 16, 16)).astype(np.float32)
     keys = np.arange(5)
-    vectors = shift_vectors(1.5, keys, level=2, seed=0)
+    vectors = shift_vectors(1.5, keys, seed=0)
     np.testing.assert_allclose(np.hypot(vectors[:, 0], vectors[:, 1]), 1.5)
-    np.testing.assert_array_equal(vectors, shift_vectors(1.5, keys, level=2, seed=0))  # reproducible
-    assert not np.allclose(vectors, shift_vectors(1.5, keys, level=2, seed=1))  # the seed matters
+    np.testing.assert_array_equal(vectors, shift_vectors(1.5, keys, seed=0))  # reproducible
+    assert not np.allclose(vectors, shift_vectors(1.5, keys, seed=1))  # the seed matters
     assert len({tuple(v) for v in vectors.round(6)}) == 5  # one direction per slice
     out = shift_channel(stack, 1, vectors)
     np.testing.assert_array_equal(out[:, 0], stack[:, 0])  # other input untouched
@@ -292,6 +292,8 @@ def test_eval_metrics_match_a_direct_computation(trained):
     (["--data", "{store}", "-c", "{ckpt}", "--dataset", "ixi"], "not 'ixi'"),
     (["--data", "{store}", "-c", "{ckpt}", "--split", "val"], "no finished subject"),
     (["--pred", "{missing}"], "needs both --pred and --truth"),
+    (["--data", "{store}", "-c", "{ckpt}", "--report", "{missing}", "--figure", "s03:99"], "no stored slice 99"),
+    (["--data", "{store}", "-c", "{ckpt}", "--report", "{missing}", "--roi", "1:2"], "Y:X:SIZE"),
 ])
 def test_eval_bad_input_is_one_error_line(trained, tmp_path, args, needle):
     store, resunet, _ = trained
@@ -300,6 +302,7 @@ def test_eval_bad_input_is_one_error_line(trained, tmp_path, args, needle):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.stderr
+    assert not (tmp_path / "nope").exists()  # refused before anything was written
 
 
 # ---------------------------------------------------------------------------------------------------- real data
@@ -345,3 +348,34 @@ def test_nifti_pair_on_avg152_reproduces_the_readme_regression(shared_data, tmp_
     assert record["n_slices"] == 46
     assert record["psnr"]["mean"] == pytest.approx(32.68, abs=0.006)
     assert record["ssim"]["mean"] == pytest.approx(91.16, abs=0.006)
+
+
+@pytest.mark.slow
+def test_store_path_and_synthesize_plus_nifti_path_agree_on_the_holdout(shared_data, tmp_path):
+    """The two ways to score a model on the holdout case give the same numbers: ``eval --data`` on a float32
+    store, and ``synthesize`` followed by ``eval --pred/--truth``. A randomly initialised model makes any
+    orientation, normalisation or slice-selection difference between the two pipelines visible."""
+    case = shared_data / "holdout" / "BraTS-GLI-00001-000"
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(tmp_path / "random.safetensors", build_model(ModelConfig(widths=(8, 16, 32, 64))),
+                                 {"scenario": {"inputs": ["t1", "t2"], "target": "flair"},
+                                  "normalization": default_normalization(), "slice_size": [240, 240]})
+    store = tmp_path / "holdout"
+    made = CliRunner().invoke(app, ["preprocess", "--dataset", "brats", "--root", str(shared_data / "holdout"),
+                                    "--out", str(store), "--scenario", "t1,t2->flair", "--split", "0,0,1",
+                                    "--dtype", "float32", "-q"])
+    assert made.exit_code == 0, made.output
+    via_store = run_cli("--data", str(store), "-c", str(checkpoint), "--device", "cpu", "--json", "-q")
+    assert via_store.exit_code == 0, via_store.output
+    flair = tmp_path / "flair.nii.gz"
+    t1, t2 = (str(case / f"BraTS-GLI-00001-000-{s}.nii.gz") for s in ("t1n", "t2w"))
+    made = CliRunner().invoke(app, ["synthesize", "--t1", t1, "--t2", t2, "--out", str(flair), "--model",
+                                    str(checkpoint), "--device", "cpu", "-q"])
+    assert made.exit_code == 0, made.output
+    via_nifti = run_cli("--pred", str(flair), "--truth", str(case / "BraTS-GLI-00001-000-t2f.nii.gz"),
+                        "--normalize", "truth", "--input", t1, "--input", t2, "--json", "-q")
+    assert via_nifti.exit_code == 0, via_nifti.output
+    a, b = json.loads(via_store.stdout), json.loads(via_nifti.stdout)
+    assert a["n_slices"] == b["n_slices"] == 129
+    for metric in ("psnr", "ssim", "mae"):
+        assert a[metric]["mean"] == pytest.approx(b[metric]["mean"], rel=1e-5), metric

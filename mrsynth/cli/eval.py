@@ -89,11 +89,11 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
 
     from mrsynth.data.store import SliceStore
     from mrsynth.evaluation import evaluate_store, load_models, paired_tests, parse_levels, summary_record
-    from mrsynth.inference import resolve_device
-    from mrsynth.evaluation.report import (CSV_NAME, PROTOCOL, SHIFT_PLOT_NAME, SUMMARY_NAME, default_picks,
-                                           json_safe, parse_pick, planned_files, prepare_report_dir,
+    from mrsynth.evaluation.report import (CSV_NAME, PROTOCOL, SHIFT_PLOT_NAME, SUMMARY_NAME, check_picks,
+                                           default_picks, json_safe, parse_pick, planned_files, prepare_report_dir,
                                            render_panels, write_json, write_metrics_csv)
     from mrsynth.evaluation.tables import paired_table, paper_table, shift_table
+    from mrsynth.inference import resolve_device
 
     levels = parse_levels(perturb_shift) if perturb_shift else []
     store = SliceStore(data)
@@ -110,6 +110,7 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
     picks = []
     if report is not None:
         picks = [parse_pick(f) for f in figure] or default_picks(store, models[0], chosen, figures)
+        check_picks(store, picks)
         prepare_report_dir(report, planned_files(report, picks, bool(levels)), overwrite)
 
     with Progress(console=console, transient=True) as progress:

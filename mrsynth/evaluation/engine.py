@@ -93,28 +93,31 @@ def evaluate_case(
     device: str = "cpu",
     source: Any = None,
 ) -> None:
-    """Evaluate every model of ``evaluation`` on one subject's (n, C, H, W) normalised slices, at every level."""
+    """Evaluate every model of ``evaluation`` on one subject's (n, C, H, W) normalised slices, at every level.
+
+    Models that take the same inputs share the slice selection and each level's perturbed inputs, which are
+    built once per level (one level in memory at a time).
+    """
     indices = np.asarray(slice_indices)
-    keys = np.array([slice_key(subject, z) for z in indices])
-    cache: dict[tuple[tuple[str, ...], float], tuple[np.ndarray, np.ndarray]] = {}
+    groups: dict[tuple[str, ...], list[EvalModel]] = {}
     for model in evaluation.models:
-        channels = _channels(contrasts, model.inputs, source)
-        (target,) = _channels(contrasts, [model.target], source)
+        groups.setdefault(model.inputs, []).append(model)
+    for names, models in groups.items():
+        channels = _channels(contrasts, names, source)
         mask = brain_slices(slices[:, channels])
         if not mask.any():
             continue
-        truth = np.asarray(slices[mask, target], dtype=np.float32)
-        for level_no, level in enumerate(evaluation.levels):
-            cache_key = (model.inputs, level)
-            if cache_key not in cache:
-                inputs = np.asarray(slices[mask][:, channels], dtype=np.float32)
-                if level:
-                    channel = model.inputs.index(evaluation.perturb_input)
-                    inputs = shift_channel(inputs, channel, shift_vectors(level, keys[mask], level_no, seed))
-                cache[cache_key] = inputs, indices[mask]
-            inputs, kept = cache[cache_key]
-            pred = predict_slices(model.model, inputs, batch_size, device)
-            evaluation.results[(model.label, level)].extend(subject, kept, slice_metrics(pred, truth))
+        selected = np.asarray(slices[mask], dtype=np.float32)
+        kept, keys = indices[mask], np.array([slice_key(subject, z) for z in indices[mask]])
+        truths = {m.label: selected[:, _channels(contrasts, [m.target], source)[0]] for m in models}
+        for level in evaluation.levels:
+            inputs = selected[:, channels]
+            if level:
+                channel = names.index(evaluation.perturb_input)
+                inputs = shift_channel(inputs, channel, shift_vectors(level, keys, seed))
+            for model in models:
+                pred = predict_slices(model.model, inputs, batch_size, device)
+                evaluation.results[(model.label, level)].extend(subject, kept, slice_metrics(pred, truths[model.label]))
 
 
 def new_evaluation(

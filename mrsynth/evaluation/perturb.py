@@ -1,6 +1,6 @@
 """The misalignment experiment of the paper's Fig. 3: translate one input contrast by a random sub-pixel shift.
 
-Each slice gets its own random direction, drawn from a generator seeded by (seed, level, subject, axial index),
+Each slice gets its own random direction, drawn from a generator seeded by (seed, magnitude, subject, axial index),
 so every checkpoint sees exactly the same perturbed inputs and a rerun reproduces the curve bit for bit. The
 translation is bilinear (``scipy.ndimage.shift`` with ``order=1``) with zero fill: background is 0 after
 normalisation, and bilinear interpolation neither rings (as a Fourier shift would on a cropped brain) nor wraps
@@ -41,11 +41,16 @@ def slice_key(subject: str, axial_index: int) -> int:
     return zlib.crc32(f"{subject}:{int(axial_index)}".encode())
 
 
-def shift_vectors(magnitude: float, keys: np.ndarray, level: int, seed: int) -> np.ndarray:
-    """(N, 2) shifts (dy, dx) of length ``magnitude`` in a random direction per slice key."""
+def shift_vectors(magnitude: float, keys: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 2) shifts (dy, dx) of length ``magnitude`` in a random direction per slice key.
+
+    The generator is seeded by the magnitude itself (in thousandths of a pixel), not by the level's position
+    in the list, so a 1 px level gets the same directions in ``0:3:0.5`` and in ``0:3:1``.
+    """
     out = np.zeros((len(keys), 2), dtype=np.float64)
     if magnitude == 0:
         return out
+    level = int(round(magnitude * 1000))
     for i, key in enumerate(keys):
         angle = np.random.default_rng([seed, level, int(key)]).uniform(0.0, 2.0 * np.pi)
         out[i] = magnitude * np.sin(angle), magnitude * np.cos(angle)

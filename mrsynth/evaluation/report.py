@@ -64,6 +64,15 @@ def default_picks(store: Any, model: EvalModel, subjects: Sequence[str], count: 
     return picks
 
 
+def check_picks(store: Any, picks: Sequence[FigurePick]) -> None:
+    """Refuse a ``--figure`` slice the store does not hold before the (long) evaluation starts."""
+    for pick in picks:
+        indices = store.slice_indices(pick.subject)
+        if pick.slice_index not in indices:
+            raise InputError("--figure", f"{pick.subject} has no stored slice {pick.slice_index}",
+                             f"stored slices are {indices[0]}..{indices[-1]}")
+
+
 def planned_files(report_dir: Path, picks: Sequence[FigurePick], perturbed: bool) -> list[Path]:
     names = [CSV_NAME, SUMMARY_NAME] + ([SHIFT_PLOT_NAME] if perturbed else []) + [p.filename for p in picks]
     return [report_dir / name for name in names]
@@ -131,11 +140,9 @@ def render_panels(
     reference = models[0]
     shown = [m for m in models if m.target == reference.target]
     written = []
+    check_picks(store, picks)
     for pick in picks:
         indices = store.slice_indices(pick.subject)
-        if pick.slice_index not in indices:
-            raise InputError("--figure", f"{pick.subject} has no stored slice {pick.slice_index}",
-                             f"stored slices are {indices[0]}..{indices[-1]}")
         stack = np.asarray(store.slices(pick.subject)[indices.index(pick.slice_index)], dtype=np.float32)
         truth = stack[store.channel(reference.target)]
         inputs = {c: stack[store.channel(c)] for c in reference.inputs}
@@ -143,7 +150,8 @@ def render_panels(
         for model in shown:
             x = stack[[store.channel(c) for c in model.inputs]][None]
             pred = predict_slices(model.model, x, 1, device)[0]
-            preds[f"{model.label} ({psnr(pred, truth):.2f} dB, {100 * ssim(pred, truth):.2f} %)"] = pred
+            score = f"{psnr(pred, truth):.2f} dB, {to_report_units('ssim', ssim(pred, truth)):.2f} %"
+            preds[f"{model.label} ({score})"] = pred
         brain = bool(brain_slices(stack[[store.channel(c) for c in reference.inputs]][None])[0])
         title = f"{pick.subject}, axial slice {pick.slice_index}: {reference.scenario}"
         title += "" if brain else " (< 1 % brain: not in the metrics)"

@@ -100,6 +100,8 @@ def find_subjects(folder: str | Path) -> list[Subject]:
         raise InputError(folder, "no scans with recognised names found",
                          "name files like <case>-t1n.nii.gz (BraTS), IXI002-Guys-0828-T1.nii.gz, "
                          "sub-01_T1w.nii.gz or use --batch LIST.csv")
+    for subject in found.values():  # t1 first: in a folder, the first contrast in CONTRASTS is the reference grid
+        subject.inputs = {c: subject.inputs[c] for c in CONTRASTS if c in subject.inputs}
     return [found[name] for name in sorted(found)]
 
 
