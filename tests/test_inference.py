@@ -102,6 +102,20 @@ def test_inputs_on_other_grids_are_matched(tmp_path, case, synth, baseline):
     np.testing.assert_allclose(values(result.image), want, atol=1e-5)
 
 
+def test_register_undoes_a_header_that_misplaces_an_input(tmp_path, case, synth, baseline):
+    t2 = nib.load(str(case["t2"]))
+    affine = t2.affine.copy()
+    affine[:3, 3] += [6.0, -4.0, 3.0]  # same voxels, claimed 7.8 mm away from where they are
+    moved = tmp_path / "t2-moved.nii.gz"
+    nib.save(nib.Nifti1Image(np.asanyarray(t2.dataobj), affine), str(moved))
+    want = values(baseline.image)
+    trusting = values(synth({"t1": case["t1"], "t2": moved}).image)
+    registered = values(synth({"t1": case["t1"], "t2": moved}, register=True).image)
+    error_trusting = np.abs(trusting - want).mean()
+    error_registered = np.abs(registered - want).mean()
+    assert error_registered < 0.3 * error_trusting, (error_registered, error_trusting)
+
+
 def test_fields_of_view_that_do_not_overlap_are_refused(tmp_path, case, synth):
     t2 = nib.load(str(case["t2"]))
     affine = t2.affine.copy()

@@ -7,13 +7,8 @@ from typing import Optional
 import typer
 
 from mrsynth import __version__
-from mrsynth.cli import info, profile
-from mrsynth.cli import train as train_cli
-from mrsynth.cli import preprocess as preprocess_cli
-from mrsynth.cli import models as models_cli
-from mrsynth.cli import push as push_cli
 from mrsynth.cli import eval as eval_cli
-from mrsynth.cli import synthesize as synthesize_cli
+from mrsynth.cli import info, models, preprocess, profile, push, synthesize, train
 
 app = typer.Typer(
     name="mrsynth",
@@ -40,14 +35,15 @@ def root(
     """Synthesize a missing MRI contrast (e.g. FLAIR or PD from T1 + T2) with AGI-Net."""
 
 
+# In pipeline order: the stages a scan or a dataset goes through, then the helpers.
+app.command("synthesize")(synthesize.synthesize_command)
+app.command("preprocess")(preprocess.preprocess_command)
+app.command("train")(train.train_command)
+app.command("eval")(eval_cli.eval_command)
+app.command("models")(models.models_command)
+app.command("push")(push.push_command)
 app.command("profile")(profile.profile_command)
 app.command("info")(info.info_command)
-app.command("train")(train_cli.train_command)
-app.command("preprocess")(preprocess_cli.preprocess_command)
-app.command("models")(models_cli.models_command)
-app.command("push")(push_cli.push_command)
-app.command("eval")(eval_cli.eval_command)
-app.command("synthesize")(synthesize_cli.synthesize_command)
 
 
 def main() -> None:
