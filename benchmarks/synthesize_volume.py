@@ -46,21 +46,23 @@ def worker(args: argparse.Namespace) -> dict:
     load_s = time.perf_counter() - started
     if synth.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    times, totals = [], []
+    times, cpu_times, totals = [], [], []
     for run in range(args.warmup + args.repeats):
         out = folder / f"run{run}.nii.gz"
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         synth(INPUTS, out, progress=lambda done, total: totals.append(total))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         out.unlink()
         if run >= args.warmup:
             times.append(elapsed)
+            cpu_times.append(cpu)
     record = {
         "model": source, "params_m": round(sum(p.numel() for p in synth.model.parameters()) / 1e6, 3),
         "device": synth.device, "batch_size": synth.batch_size, "threads": torch.get_num_threads(),
         "volume": "240x240x155", "slices_with_signal": totals[-1],
         "load_s": round(load_s, 2), "seconds_per_volume": [round(t, 2) for t in times],
         "median_s": round(sorted(times)[len(times) // 2], 2),
+        "cpu_s_per_volume": [round(t, 1) for t in cpu_times],  # all threads; less sensitive to a busy machine
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
     if synth.device.startswith("cuda"):
@@ -119,8 +121,9 @@ def main() -> None:
         return
     host = machine()
     print(f"# {host['cpu']}, {host['cores']} cores, load average {host['load_average_1min']} at start", file=sys.stderr)
-    print("| model | params (M) | device | batch | s / volume (median) | each run | peak RSS (GiB) | load avg |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| model | params (M) | device | batch | s / volume (median) | each run | CPU s / volume | peak RSS (GiB) "
+          "| load avg |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     records = []
     for preset_name in args.preset or [None]:
         for batch_size in args.batch_size:
@@ -136,7 +139,8 @@ def main() -> None:
             records.append(record)
             print(f"| {record['model']} | {record['params_m']} | {record['device']} | {record['batch_size']} | "
                   f"{record['median_s']} | {', '.join(map(str, record['seconds_per_volume']))} | "
-                  f"{record['peak_rss_gib']} | {record['load_average_1min']} |", flush=True)
+                  f"{', '.join(map(str, record['cpu_s_per_volume']))} | {record['peak_rss_gib']} | "
+                  f"{record['load_average_1min']} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": host, "records": records}, indent=2))
 

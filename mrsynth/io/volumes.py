@@ -116,7 +116,10 @@ def _read_file(path: Path) -> sitk.Image:
     except RuntimeError as sitk_error:
         image = _read_via_nibabel(path)
         if image is None:
-            raise InputError(path, f"not a readable image ({_sitk_message(sitk_error)})", FORMATS_HINT) from None
+            hint = FORMATS_HINT
+            if path.name.lower().endswith(NIBABEL_SUFFIXES):  # nibabel read it fully: the header is the problem
+                hint = "SimpleITK cannot use this header (a sheared affine, say); reslice the scan to a plain grid first"
+            raise InputError(path, f"not a readable image ({_sitk_message(sitk_error)})", hint) from None
         return image
 
 
@@ -133,7 +136,10 @@ def _read_via_nibabel(path: Path) -> sitk.Image | None:
     with tempfile.TemporaryDirectory(prefix="mrsynth-") as folder:
         copy = Path(folder) / "volume.nii"
         nib.save(nib.Nifti1Image(data, source.affine), str(copy))
-        return sitk.ReadImage(str(copy))
+        try:
+            return sitk.ReadImage(str(copy))
+        except RuntimeError:  # e.g. a sheared affine, which ITK's image model cannot represent
+            return None
 
 
 def _read_dicom_folder(path: Path) -> sitk.Image:

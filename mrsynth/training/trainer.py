@@ -332,8 +332,9 @@ def _train(
                 if done % config.save_every == 0 or done == config.iters or stopping:
                     save_resume(done)
                 if progress is not None:
+                    shown = {k: v for k, v in losses.items() if k != "total" or "adv" in losses}  # l1: total == l1
                     progress.update(progress.task_ids[0], completed=done,
-                                    loss=" ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                                    loss=" ".join(f"{k} {v:.4f}" for k, v in shown.items()))
             distributed.barrier(info)
             if stopping:
                 iteration = done
