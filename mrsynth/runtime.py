@@ -11,7 +11,6 @@ suits a command-line run; library users opt in by calling :func:`tune_cpu_alloca
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -25,12 +24,8 @@ def tune_cpu_allocator() -> bool:
     """Keep freed large blocks for reuse (glibc only; elsewhere a no-op). Returns whether it took effect."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and other C libraries have no mallopt
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))

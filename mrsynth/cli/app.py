@@ -33,6 +33,9 @@ def root(
     ),
 ) -> None:
     """Synthesize a missing MRI contrast (e.g. FLAIR or PD from T1 + T2) with AGI-Net."""
+    from mrsynth.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # a command-line run owns its process: keep feature-map memory for reuse
 
 
 # In pipeline order: the stages a scan or a dataset goes through, then the helpers.
