@@ -38,7 +38,10 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from mrsynth.inference import Synthesizer
+    from mrsynth.runtime import tune_cpu_allocator
 
+    if not args.library_allocator:
+        tune_cpu_allocator()  # what `mrsynth synthesize` does at start-up
     folder = Path(tempfile.mkdtemp(prefix="mrsynth-bench-"))
     model, source = resolve_model(args.model, args.preset, folder)
     started = time.perf_counter()
@@ -57,7 +60,7 @@ def worker(args: argparse.Namespace) -> dict:
             times.append(elapsed)
             cpu_times.append(cpu)
     record = {
-        "model": source, "params_m": round(sum(p.numel() for p in synth.model.parameters()) / 1e6, 3),
+        "model": source, "allocator_tuned": not args.library_allocator, "params_m": round(sum(p.numel() for p in synth.model.parameters()) / 1e6, 3),
         "device": synth.device, "batch_size": synth.batch_size, "threads": torch.get_num_threads(),
         "volume": "240x240x155", "slices_with_signal": totals[-1],
         "load_s": round(load_s, 2), "seconds_per_volume": [round(t, 2) for t in times],
@@ -111,6 +114,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, nargs="*", default=[None], help="default: mrsynth's own default")
     parser.add_argument("--warmup", type=int, default=1, help="untimed volumes first (oneDNN picks kernels)")
     parser.add_argument("--repeats", type=int, default=2, help="timed volumes after the warm-up")
+    parser.add_argument("--library-allocator", action="store_true",
+                        help="leave glibc's allocator as a library user gets it (no mrsynth.runtime tuning)")
     parser.add_argument("--json", type=Path, help="also write every record to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -132,6 +137,7 @@ def main() -> None:
             command += ["--model", args.model] if args.model else []
             command += ["--preset", preset_name] if preset_name else []
             command += ["--batch-size", str(batch_size)] if batch_size else []
+            command += ["--library-allocator"] if args.library_allocator else []
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode:
                 sys.exit(f"benchmark run failed:\n{done.stderr}")

@@ -20,8 +20,6 @@ Metadata schema (``format`` = 1), stored under the header key ``mrsynth`` as JSO
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +54,11 @@ def save_checkpoint(path: str | Path, model: Any, metadata: dict[str, Any], dtyp
     meta = {"format": FORMAT_VERSION, "mrsynth_version": __version__, **metadata, "dtype": dtype}
     if "model" not in meta:
         meta["model"] = model.config.to_dict()
+    from mrsynth.io.atomic import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
     return path
 
 
@@ -91,7 +85,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """Rebuild the generator a checkpoint describes, with its weights in float32, in eval mode."""
-    import torch
     from safetensors.torch import load_file
 
     from mrsynth.models import build_model

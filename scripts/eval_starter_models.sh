@@ -16,7 +16,7 @@ mrsynth synthesize --t1 "$H-t1n.nii.gz" --t2 "$H-t2w.nii.gz" --model agi-net-tin
 mrsynth eval --pred "$WORK/holdout_flair.nii.gz" --truth "$H-t2f.nii.gz" --normalize truth \
   --input "$H-t1n.nii.gz" --input "$H-t2w.nii.gz" --json
 
-# (T1, T2) -> PD on spm12_avg152: the test slices z >= 45 (the model was trained on z < 40, validated on 40-44)
+# (T1, T2) -> PD on spm12_avg152: the test slices z >= 45 (the model was trained on z < 45 only)
 A="$DATA/spm12_avg152"
 mrsynth synthesize --t1 "$A/avg152T1.nii.gz" --t2 "$A/avg152T2.nii.gz" --model agi-net-tiny-avg152-t1t2-pd \
   --out "$WORK/avg152_pd.nii.gz" --device cpu --overwrite -q

@@ -150,6 +150,7 @@ def test_resume_after_interrupt_is_bitwise_identical(tmp_path: Path) -> None:
                          val_every=3, save_every=100, log_every=1, lr_schedule="cosine")
     data, val = PhantomPairs(6, 32, seed=0), PhantomPairs(2, 32, seed=1)
     straight = train(_tiny(), data, val, tmp_path / "a", config, phantom_metadata(), device="cpu")
+    assert straight.iteration == 6 and not straight.interrupted
 
     def interrupt(iteration: int, losses: dict) -> None:
         if iteration == 3:

@@ -7,9 +7,10 @@ iteration, so an interrupted run's rows past its last saved state do not appear 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Any
+
+from mrsynth.io.atomic import atomic_output
 
 CSV_FIELDS = ("iteration", "kind", "name", "value")
 
@@ -40,10 +41,8 @@ class RunLogger:
         with open(self.csv_path, newline="") as handle:
             rows = list(csv.reader(handle))
         kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= iteration] if rows else []
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_output(self.csv_path, overwrite=True) as tmp, open(tmp, "w", newline="") as handle:
             csv.writer(handle).writerows(kept)
-        os.replace(tmp, self.csv_path)
 
     def log(self, iteration: int, kind: str, values: dict[str, float]) -> None:
         for name, value in values.items():

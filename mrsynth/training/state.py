@@ -9,8 +9,6 @@ parameter ids) come back as integers, and tuples as tuples. Writing is atomic (t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mrsynth.errors import InputError
+from mrsynth.io.atomic import atomic_output
 
 STATE_KEY = "mrsynth_resume"
 STATE_FORMAT = 1
@@ -58,14 +57,8 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
     skeleton = _flatten(state, "", tensors)
     header = json.dumps({"format": STATE_FORMAT, "state": skeleton})
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={STATE_KEY: header})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata={STATE_KEY: header})
     return path
 
 

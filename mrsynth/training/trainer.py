@@ -9,7 +9,6 @@ the iteration, so ``resume=True`` continues exactly where an interrupted run sto
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from mrsynth.checkpoint import save_checkpoint
 from mrsynth.errors import InputError
+from mrsynth.io.atomic import atomic_output
 from mrsynth.metrics import brain_slices, slice_metrics, summarize
 from mrsynth.models import ModelConfig, PatchGAN, build_model
 from mrsynth.training import distributed
@@ -137,9 +137,8 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 def train(
