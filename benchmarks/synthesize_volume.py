@@ -1,7 +1,8 @@
 """Seconds per 240x240x155 volume and peak memory of ``mrsynth synthesize`` (docs/performance.md, Volume synthesis).
 
 Each configuration runs in a fresh Python process, so that its peak resident memory (``ru_maxrss``) is its own;
-inside it the model is loaded once, ``--warmup`` untimed volumes are synthesized (oneDNN picks its kernels then),
+inside it the allocator is tuned as the command line does it (``mrsynth.runtime``; ``--library-allocator`` skips
+that), the model is loaded once, ``--warmup`` untimed volumes are synthesized (oneDNN picks its kernels then),
 and then ``--repeats`` timed volumes follow. The input is the shipped demo case (examples/demo, TCGA-FG-6692 T1 + T2,
 240x240x155 at 1 mm), written to a temporary folder as a real user's output would be.
 
