@@ -36,10 +36,12 @@ def conv_stack(flops_per_slice: float, size: tuple[int, int], in_channels: int):
     import torch
     from torch import nn
 
-    per_layer = 2 * YARDSTICK_WIDTH * YARDSTICK_WIDTH * 9 * size[0] * size[1]
-    depth = max(1, round(flops_per_slice / per_layer))
+    pixels = size[0] * size[1]
+    first = 2 * in_channels * YARDSTICK_WIDTH * 9 * pixels
+    per_layer = 2 * YARDSTICK_WIDTH * YARDSTICK_WIDTH * 9 * pixels
     layers = [nn.Conv2d(in_channels, YARDSTICK_WIDTH, 3, padding=1, bias=False)]
-    layers += [nn.Conv2d(YARDSTICK_WIDTH, YARDSTICK_WIDTH, 3, padding=1, bias=False) for _ in range(depth - 1)]
+    layers += [nn.Conv2d(YARDSTICK_WIDTH, YARDSTICK_WIDTH, 3, padding=1, bias=False)
+               for _ in range(max(0, round((flops_per_slice - first) / per_layer)))]
     torch.manual_seed(0)
     return nn.Sequential(*layers).eval()
 
