@@ -167,8 +167,12 @@ def train(
     run_dir = Path(run_dir)
     info = distributed.setup(device)
     try:
-        return _train(model_config, train_set, val_set, run_dir, config, metadata, info, resume, workers, console,
-                      on_event, on_iteration)
+        result = _train(model_config, train_set, val_set, run_dir, config, metadata, info, resume, workers, console,
+                        on_event, on_iteration)
+        # Leave together: a rank that tears its gloo connections down while rank 0 still writes files can make
+        # rank 0 abort in its own teardown.
+        distributed.barrier(info)
+        return result
     finally:
         distributed.teardown()
 
