@@ -1,0 +1,44 @@
+"""The bundled FLAIR model's held-out figures, as its registry entry and model card state them, are what
+`mrsynth eval` measures on the holdout case (the commands a user would run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mrsynth.hub import load_registry
+
+REPO = Path(__file__).resolve().parents[1]
+FLAIR = "agi-net-tiny-brats-t1t2-flair"
+
+
+def entry(name: str) -> dict:
+    return next(e for e in load_registry() if e["name"] == name)
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mrsynth", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_flair_model_card_figures_are_what_eval_measures_on_the_holdout(shared_data: Path, tmp_path: Path) -> None:
+    made = run(["preprocess", "--dataset", "brats", "--root", str(shared_data / "holdout"), "--out", "store",
+                "--scenario", "t1,t2->flair", "--split", "0,0,1", "--dtype", "float32", "-q"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    scored = run(["eval", "--data", "store", "--checkpoint", FLAIR, "--split", "test", "--report", "report",
+                  "--json", "-q"], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    records = [json.loads(line) for line in scored.stdout.splitlines()]
+    summary = next(r for r in records if r["kind"] == "summary")
+    stated = entry(FLAIR)["metrics"]
+    assert summary["n_slices"] == 129
+    assert summary["psnr"]["mean"] == pytest.approx(stated["psnr"], abs=0.005)
+    assert summary["ssim"]["mean"] == pytest.approx(stated["ssim"], abs=0.005)
+    assert summary["mae"]["mean"] == pytest.approx(stated["mae"], abs=0.005)
+    card = (REPO / "weights" / entry(FLAIR)["card"]).read_text()
+    assert f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card
+    assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.csv", "summary.json"}
