@@ -252,16 +252,11 @@ def test_help_has_an_example():
     assert result.exit_code == 0 and "Example: mrsynth synthesize --t1" in result.stdout
 
 
-@pytest.mark.slow
 def test_bundled_default_model_on_the_demo_case(tmp_path):
-    """Acceptance 1 with the model the registry ships as default for (t1, t2); skipped until one is registered."""
-    from mrsynth.errors import InputError
+    """Acceptance 1 with the model the registry ships as default for (t1, t2): the README's quick-start."""
     from mrsynth.inference import resolve_checkpoint
 
-    try:
-        resolve_checkpoint(None, ["t1", "t2"])
-    except InputError as exc:
-        pytest.skip(f"no bundled default model for t1,t2 yet: {exc.problem}")
+    assert resolve_checkpoint(None, ["t1", "t2"]).name == "agi-net-tiny-brats-t1t2-flair.safetensors"
     out = tmp_path / "synth.nii.gz"
     result = run("--t1", DEMO_T1, "--t2", DEMO_T2, "--out", out, "--preview", tmp_path / "p.png")
     assert result.exit_code == 0, result.stderr
