@@ -200,12 +200,8 @@ struct Taps {
     int t11;  // (y - sy - 1, x - sx - 1) weight fx fy
 };
 
-template <typename Acc>
-MRS_HD Taps source_taps(int y, int x, const GroupRoll<Acc>& r, int k_h, int k_w) {
-    const int y0 = wrap_near(y - r.y.shift, k_h);
-    const int y1 = wrap_near(y0 - 1, k_h);
-    const int x0 = wrap_near(x - r.x.shift, k_w);
-    const int x1 = wrap_near(x0 - 1, k_w);
+// Flat indices of the four taps at rows y0, y1 and columns x0, x1 of a k_h x k_w kernel.
+MRS_HD Taps taps_at(int y0, int y1, int x0, int x1, int k_w) {
     Taps t;
     t.t00 = y0 * k_w + x0;
     t.t01 = y0 * k_w + x1;
@@ -214,20 +210,20 @@ MRS_HD Taps source_taps(int y, int x, const GroupRoll<Acc>& r, int k_h, int k_w)
     return t;
 }
 
+template <typename Acc>
+MRS_HD Taps source_taps(int y, int x, const GroupRoll<Acc>& r, int k_h, int k_w) {
+    const int y0 = wrap_near(y - r.y.shift, k_h);
+    const int x0 = wrap_near(x - r.x.shift, k_w);
+    return taps_at(y0, wrap_near(y0 - 1, k_h), x0, wrap_near(x0 - 1, k_w), k_w);
+}
+
 // The reverse map (backward, gather form): the four outputs that read source W[p, q] are rows p + sy and
 // p + sy + 1, columns q + sx and q + sx + 1, with the same four weights as in Taps.
 template <typename Acc>
 MRS_HD Taps destination_taps(int p, int q, const GroupRoll<Acc>& r, int k_h, int k_w) {
     const int y0 = wrap_near(p + r.y.shift, k_h);
-    const int y1 = wrap_near(y0 + 1, k_h);
     const int x0 = wrap_near(q + r.x.shift, k_w);
-    const int x1 = wrap_near(x0 + 1, k_w);
-    Taps t;
-    t.t00 = y0 * k_w + x0;
-    t.t01 = y0 * k_w + x1;
-    t.t10 = y1 * k_w + x0;
-    t.t11 = y1 * k_w + x1;
-    return t;
+    return taps_at(y0, wrap_near(y0 + 1, k_h), x0, wrap_near(x0 + 1, k_w), k_w);
 }
 
 // The bilinear blend of four tap values and its derivatives with respect to the two fractions.
