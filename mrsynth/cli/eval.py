@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from mrsynth.cli.common import emit_json, stderr_console, user_errors
+from mrsynth.cli.common import emit_json, progress_bar, stderr_console, user_errors
 from mrsynth.errors import InputError
 
 DATASETS = ("ixi", "brats")
@@ -85,7 +85,6 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
                 perturb_shift: Optional[str], perturb_input: Optional[str], seed: int, report: Optional[Path],
                 figure: List[str], figures: int, roi: Optional[tuple[int, int, int]], device: str, batch_size: int,
                 overwrite: bool, as_json: bool, console: Any) -> None:
-    from rich.progress import Progress
 
     from mrsynth.data.store import SliceStore
     from mrsynth.evaluation import evaluate_store, load_models, paired_tests, parse_levels, summary_record
@@ -113,7 +112,7 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
         check_picks(store, picks)
         prepare_report_dir(report, planned_files(report, picks, bool(levels)), overwrite)
 
-    with Progress(console=console, transient=True) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(f"evaluating {len(models)} model(s)", total=len(chosen))
         evaluation = evaluate_store(store, models, split, chosen, levels, perturb_input, seed, batch_size, device,
                                     on_subject=lambda _: progress.advance(task))

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, stderr_console, user_errors
+from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, progress_bar, stderr_console, user_errors
 from mrsynth.errors import InputError
 
 REASON_WIDTH = 90
@@ -97,10 +97,10 @@ class _Progress:
     """A rich progress bar on stderr, shown only once the work list is known (so a usage error prints alone)."""
 
     def __init__(self, console) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                             TextColumn("{task.description}"), console=console, transient=False)
+        self._bar = progress_bar(console, TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
         self._task = None
 
     def __enter__(self) -> "_Progress":

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, stderr_console, user_errors
+from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, progress_bar, stderr_console, user_errors
 from mrsynth.errors import InputError
 
 CONTRAST_OPTIONS = ("t1", "t1c", "t2", "pd", "flair")
@@ -80,7 +80,7 @@ def synthesize_command(
 
 def _run_single(contrasts: dict[str, Path], out: Path, preview: Optional[Path], options: dict[str, Any],
                 as_json: bool, quiet: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from mrsynth.inference import Synthesizer
 
@@ -88,7 +88,7 @@ def _run_single(contrasts: dict[str, Path], out: Path, preview: Optional[Path], 
     synthesizer = Synthesizer.from_spec(options["model"], list(contrasts), options["target"],
                                         device=options["device"], batch_size=options["batch_size"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bar(console, *columns) as bar:
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=None)
         result = synthesizer(contrasts, out, register=options["register"], overwrite=options["overwrite"],
                              preview=preview, progress=lambda done, total: bar.update(task, completed=done, total=total))
@@ -102,7 +102,7 @@ def _run_single(contrasts: dict[str, Path], out: Path, preview: Optional[Path], 
 
 def _run_batch(batch: Optional[Path], input_dir: Optional[Path], out_dir: Optional[Path], preview: Optional[Path],
                options: dict[str, Any], as_json: bool, quiet: bool) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from mrsynth.inference import Synthesizer, synthesize_batch
     from mrsynth.io.subjects import find_subjects, read_subject_list
@@ -118,7 +118,7 @@ def _run_batch(batch: Optional[Path], input_dir: Optional[Path], out_dir: Option
                          "create the folder first")
     items = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with progress_bar(console, *columns) as bar:
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=len(subjects))
         for item in synthesize_batch(synthesizer, subjects, register=options["register"],
                                      overwrite=options["overwrite"], preview_dir=preview):

@@ -374,7 +374,7 @@ def _progress(console: Any, total: int, start: int) -> Iterator[Any]:
 
     with Progress(
         TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        _Rate(""), TimeRemainingColumn(), console=console, transient=False,
+        _Rate(""), TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
     ) as progress:
         progress.add_task("train", total=total, completed=start, loss="")
         yield progress
