@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from mrsynth.errors import InputError
-from mrsynth.io.subjects import CONTRASTS, Subject, canonical_contrast
+from mrsynth.contrasts import CONTRASTS, canonical_contrast
+from mrsynth.io.subjects import Subject
 
 if TYPE_CHECKING:
     import SimpleITK as sitk

@@ -13,9 +13,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mrsynth.contrasts import CONTRASTS
 from mrsynth.errors import InputError
 
-CANONICAL_CONTRASTS = ("t1", "t1c", "t2", "pd", "flair")
 DATASETS = ("ixi", "brats", "folder")
 
 # Contrasts each dataset provides, in canonical order.
@@ -39,7 +39,7 @@ BRATS_CONTRASTS = {"t1n": "t1", "t1": "t1", "t1c": "t1c", "t1ce": "t1c", "t2w": 
 
 @dataclass
 class SubjectFiles:
-    """One subject's contrast files (canonical contrast name -> path), in the order of CANONICAL_CONTRASTS."""
+    """One subject's contrast files (canonical contrast name -> path), in the order of CONTRASTS."""
 
     subject: str
     files: dict[str, Path]
@@ -61,7 +61,7 @@ class Discovery:
 
 def canonical_order(contrasts: list[str] | tuple[str, ...] | set[str]) -> list[str]:
     """Contrasts sorted in canonical order (t1, t1c, t2, pd, flair), the store's channel order."""
-    return [c for c in CANONICAL_CONTRASTS if c in set(contrasts)]
+    return [c for c in CONTRASTS if c in set(contrasts)]
 
 
 def discover(dataset: str, root: str | Path, contrasts: list[str] | None = None) -> Discovery:
@@ -172,9 +172,9 @@ def _read_folder_csv(csv_path: Path) -> tuple[dict[str, dict[str, Path]], list[s
     if not header or header[0] != "subject":
         raise InputError(csv_path, f"first column must be 'subject', got {rows[0][0]!r}", _layout_hint("folder"))
     columns = header[1:]
-    bad = [c for c in columns if c not in CANONICAL_CONTRASTS]
+    bad = [c for c in columns if c not in CONTRASTS]
     if bad or not columns or len(set(columns)) != len(columns):
-        raise InputError(csv_path, f"contrast columns must be distinct names among {', '.join(CANONICAL_CONTRASTS)}",
+        raise InputError(csv_path, f"contrast columns must be distinct names among {', '.join(CONTRASTS)}",
                          f"got {', '.join(columns) or 'none'}")
     found: dict[str, dict[str, Path]] = {}
     problems: dict[str, str] = {}

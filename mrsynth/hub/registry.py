@@ -23,11 +23,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mrsynth.contrasts import CONTRASTS
 from mrsynth.errors import InputError
 
 REGISTRY_FILE = "registry.toml"
 WEIGHTS_ENV = "MRSYNTH_WEIGHTS_DIR"
-CONTRASTS = ("t1", "t1c", "t2", "pd", "flair")
 ARCHS = ("agi-net", "resunet")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

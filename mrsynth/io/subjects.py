@@ -13,14 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mrsynth.contrasts import CONTRASTS, canonical_contrast
 from mrsynth.errors import InputError
 
-CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "pd", "flair")
-CONTRAST_ALIASES: dict[str, str] = {
-    **{c: c for c in CONTRASTS},
-    "t1n": "t1", "t1w": "t1", "t2w": "t2", "t2f": "flair", "fla": "flair", "pdw": "pd",
-    "t1ce": "t1c", "t1gd": "t1c", "t1post": "t1c",
-}
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".mgz", ".mgh")
 SUBJECT_COLUMNS = ("subject", "case", "id")
 OUTPUT_COLUMNS = ("out", "output")
@@ -42,11 +37,6 @@ class Subject:
     name: str
     inputs: dict[str, Path] = field(default_factory=dict)
     output: Path | None = None
-
-
-def canonical_contrast(name: str) -> str | None:
-    """``t1n``/``T1w``/``T1`` -> ``t1`` and so on; None for names that are no known contrast."""
-    return CONTRAST_ALIASES.get(name.strip().lower())
 
 
 def read_subject_list(path: str | Path) -> list[Subject]:
