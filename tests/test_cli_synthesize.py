@@ -148,15 +148,22 @@ def test_bad_input_battery(tmp_path, case, name):
     assert not (tmp_path / "pickle-ran").exists()
 
 
-def test_wrong_sha256_of_a_registered_model_is_refused(tmp_path, case, monkeypatch):
+def register_default_flair(tmp_path, case, monkeypatch, sha256: str | None = None):
+    """The test checkpoint as the registry's default t1,t2->flair model "micro-flair" (its true sha256 unless given)."""
     weights = tmp_path / "weights"
     weights.mkdir()
     model = weights / "flair.safetensors"
     model.write_bytes(case["model"].read_bytes())
     write_registry(weights, [{"name": "micro-flair", "scenario": "t1,t2->flair", "arch": "resunet",
-                              "file": "flair.safetensors", "sha256": "0" * 64, "size": model.stat().st_size,
-                              "licence": "CC-BY-3.0", "card": "cards/flair.md", "default": True}])
+                              "file": "flair.safetensors", "sha256": sha256 or sha256_file(model),
+                              "size": model.stat().st_size, "licence": "CC-BY-3.0", "card": "cards/flair.md",
+                              "default": True}])
     monkeypatch.setenv("MRSYNTH_WEIGHTS_DIR", str(weights))
+    return model
+
+
+def test_wrong_sha256_of_a_registered_model_is_refused(tmp_path, case, monkeypatch):
+    model = register_default_flair(tmp_path, case, monkeypatch, sha256="0" * 64)
     out = tmp_path / "flair.nii.gz"
     line = assert_one_error_line(run("--t1", case["t1"], "--t2", case["t2"], "--out", out, "--model", "micro-flair"),
                                  model)
@@ -165,14 +172,7 @@ def test_wrong_sha256_of_a_registered_model_is_refused(tmp_path, case, monkeypat
 
 
 def test_default_model_from_the_registry(tmp_path, case, monkeypatch):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    model = weights / "flair.safetensors"
-    model.write_bytes(case["model"].read_bytes())
-    write_registry(weights, [{"name": "micro-flair", "scenario": "t1,t2->flair", "arch": "resunet",
-                              "file": "flair.safetensors", "sha256": sha256_file(model), "size": model.stat().st_size,
-                              "licence": "CC-BY-3.0", "card": "cards/flair.md", "default": True}])
-    monkeypatch.setenv("MRSYNTH_WEIGHTS_DIR", str(weights))
+    model = register_default_flair(tmp_path, case, monkeypatch)
     out = tmp_path / "flair.nii.gz"
     result = run("--t1", case["t1"], "--t2", case["t2"], "--out", out, "--json")
     assert result.exit_code == 0, result.stderr

@@ -211,12 +211,18 @@ def test_hf_spec_forms():
 
 
 # ----- the Hub on loopback -------------------------------------------------------------------------------------------
-def test_download_then_cache_hit_with_the_server_stopped(tmp_path, hub):
-    ckpt = write_checkpoint(tmp_path / "src" / "model.safetensors", seed=3)
+def register_hub_model(tmp_path: Path, hub, seed: int) -> tuple[Path, str]:
+    """A checkpoint committed to the loopback Hub as lab/agi-pd and registered as "lab-pd", pinned to that commit."""
+    ckpt = write_checkpoint(tmp_path / "src" / "model.safetensors", seed=seed)
     commit = hub.commit("lab/agi-pd", {"model.safetensors": ckpt.read_bytes()})
     hub_entry = {k: v for k, v in entry("lab-pd", ckpt).items() if k != "file"}
     write_registry(tmp_path / "weights", [{**hub_entry, "hub": {"repo": "lab/agi-pd", "file": "model.safetensors",
                                                                 "revision": commit}}])
+    return ckpt, commit
+
+
+def test_download_then_cache_hit_with_the_server_stopped(tmp_path, hub):
+    ckpt, commit = register_hub_model(tmp_path, hub, seed=3)
     env = cli_env(tmp_path, hub)
 
     first = mrsynth(env, "models", "--fetch", "lab-pd", "--fetch", "hf://lab/agi-pd", "--json")
@@ -247,11 +253,7 @@ def test_offline_with_an_empty_cache_is_a_clear_usage_error(tmp_path, hub):
 
 
 def test_tampered_download_is_refused_evicted_and_fetched_again(tmp_path, hub):
-    ckpt = write_checkpoint(tmp_path / "src" / "model.safetensors", seed=4)
-    commit = hub.commit("lab/agi-pd", {"model.safetensors": ckpt.read_bytes()})
-    hub_entry = {k: v for k, v in entry("lab-pd", ckpt).items() if k != "file"}
-    write_registry(tmp_path / "weights", [{**hub_entry, "hub": {"repo": "lab/agi-pd", "file": "model.safetensors",
-                                                                "revision": commit}}])
+    ckpt, commit = register_hub_model(tmp_path, hub, seed=4)
     env = cli_env(tmp_path, hub)
     cached = Path(json.loads(fetch(env, "lab-pd").stdout)["path"])
     blob = cached.resolve()
