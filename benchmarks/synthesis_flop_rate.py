@@ -51,6 +51,7 @@ def measure_rate(model_spec: str | None, repeats: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from mrsynth.inference import Synthesizer
+    from mrsynth.models.profile import count_flops
 
     synth = Synthesizer.from_spec(model_spec, inputs=["t1", "t2"], device="cpu")
     slices_run: list[int] = []
@@ -63,9 +64,7 @@ def measure_rate(model_spec: str | None, repeats: int) -> dict:
 
     size = tuple(synth.slice_size) if all(synth.slice_size) else (240, 240)
     probe = torch.rand(1, len(synth.inputs), *size)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        synth.model(probe)
-    model_flops = counter.get_total_flops()
+    model_flops = count_flops(synth.model, probe)  # grouped convs counted as grouped, whatever form runs
     stack = conv_stack(model_flops, size, len(synth.inputs))
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         stack(probe)

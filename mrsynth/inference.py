@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from mrsynth.errors import InputError
 from mrsynth.contrasts import CONTRASTS, canonical_contrast
+from mrsynth.devices import resolve_device
+from mrsynth.errors import InputError
 from mrsynth.io.subjects import Subject
 
 if TYPE_CHECKING:
@@ -394,44 +395,11 @@ def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: s
 
 
 def resolve_checkpoint(model: str | Path | None, available: list[str], target: str | None = None) -> Path:
-    """The verified checkpoint file for ``--model`` (see :func:`mrsynth.hub.resolve_model`).
+    """The verified checkpoint file for ``--model``, or without one the registry's default for the contrasts
+    ``available`` (the target, when it is among them, is not an input); see :func:`mrsynth.hub.resolve_model`."""
+    from mrsynth.hub import resolve_model
 
-    Without a model, the registry's default for exactly the given contrasts is used; failing that, the one default
-    model that needs only some of them (a BraTS folder offers t1, t1c, t2 and flair; a t1,t2->flair default fits).
-    """
-    from mrsynth.hub import load_registry, resolve_model
-
-    if model is not None:
-        return resolve_model(str(model))
-    inputs = [c for c in available if c != target]
-    try:
-        return resolve_model(None, inputs, target)
-    except InputError as no_exact_default:
-        fits = [e for e in load_registry() if e["default"] and set(e["inputs"]) <= set(inputs)
-                and (e["target"] == target if target else e["target"] not in available)]
-        if len(fits) != 1:
-            raise no_exact_default from None
-        return resolve_model(fits[0]["name"])
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA device that is not there is a user error."""
-    import torch
-
-    device = (device or "auto").strip().lower()
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise InputError("--device", f"{device} requested but no CUDA device is available", "use --device cpu")
-        index = int(device[5:]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise InputError("--device", f"{device} does not exist ({torch.cuda.device_count()} CUDA device(s))",
-                             "choose an index below the device count")
-        return device
-    raise InputError("--device", f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N")
+    return resolve_model(None if model is None else str(model), [c for c in available if c != target], target)
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,20 @@ def test_optimised_forward_matches_literal_equations(batch: int, channels_last: 
     with torch.no_grad():
         result64 = module.double()(x.double())
     assert ((result64 - reference).norm() / reference.norm()).item() < 1e-12
+
+
+@pytest.mark.parametrize("channels, groups", [(8, 8), (16, 8), (32, 8)])  # 1 and 2 per group: dense form; 4: grouped
+def test_grouped_conv_equals_torch_grouped_conv_with_gradients(channels: int, groups: int) -> None:
+    from mrsynth.models.cagr import GroupedConv2d
+
+    torch.manual_seed(channels)
+    conv = GroupedConv2d(channels, channels, 3, padding=1, groups=groups).double()
+    x = torch.randn(2, channels, 9, 11, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    reference = F.conv2d(x, conv.weight, conv.bias, padding=1, groups=groups)
+    assert ((out - reference).norm() / reference.norm()).item() < 1e-13
+    probe = torch.randn_like(out)
+    grads = torch.autograd.grad((out * probe).sum(), (x, conv.weight, conv.bias))
+    expected = torch.autograd.grad((reference * probe).sum(), (x, conv.weight, conv.bias))
+    for got, want in zip(grads, expected):
+        assert ((got - want).norm() / want.norm()).item() < 1e-13

@@ -188,11 +188,14 @@ def test_default_model_from_the_registry(tmp_path, case, monkeypatch):
 
 
 def test_interrupt_while_writing_leaves_no_file(tmp_path, case, monkeypatch):
-    def half_then_interrupt(image, filename):
+    def half_then_interrupt(filename, *args):
         Path(filename).write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nib, "save", half_then_interrupt)
+    from mrsynth.io import volumes
+
+    monkeypatch.setattr(volumes, "_write_gzip", half_then_interrupt)  # the .nii.gz writer
+    monkeypatch.setattr(nib, "save", lambda image, filename: half_then_interrupt(filename))  # the .nii writer
     result = run("--t1", case["t1"], "--t2", case["t2"], "--out", tmp_path / "flair.nii.gz", "--model", case["model"])
     assert result.exit_code == 130 and result.stderr.strip().splitlines() == [
         "error: interrupted (nothing half-written was left behind; re-run to resume)"]

@@ -23,6 +23,7 @@ from mrsynth.io import (
     to_canonical,
     write_volume,
 )
+from mrsynth.io import volumes
 from mrsynth.io.subjects import find_subjects, read_subject_list
 
 
@@ -180,15 +181,30 @@ def test_missing_output_folder_is_an_input_error(tmp_path, t1_crop):
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, OSError])
-def test_interrupted_write_leaves_nothing_behind(tmp_path, t1_crop, monkeypatch, interrupt):
-    def half_then_fail(image, filename):
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_interrupted_write_leaves_nothing_behind(tmp_path, t1_crop, monkeypatch, interrupt, suffix):
+    def half_then_fail(filename, *args):
         Path(filename).write_bytes(b"half a volume")
         raise interrupt("stopped")
 
-    monkeypatch.setattr(nib, "save", half_then_fail)
+    monkeypatch.setattr(volumes, "_write_gzip", half_then_fail)  # the .nii.gz writer
+    monkeypatch.setattr(nib, "save", lambda image, filename: half_then_fail(filename))  # the .nii writer
     with pytest.raises(interrupt):
-        write_volume(read_volume(t1_crop), tmp_path / "out.nii.gz", reference_path=t1_crop)
+        write_volume(read_volume(t1_crop), tmp_path / f"out{suffix}", reference_path=t1_crop)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gzip_output_is_standard_gzip_and_keeps_the_data(tmp_path, t1_crop):
+    """The ISA-L writer's .nii.gz must read back bit-exactly through Python's gzip, nibabel and SimpleITK."""
+    image = read_volume(t1_crop)
+    rng = np.random.default_rng(0)
+    values = array(image) * rng.uniform(0.5, 1.5, array(image).shape).astype(np.float32)  # no long runs
+    noisy = sitk.GetImageFromArray(values)
+    noisy.CopyInformation(image)
+    out = write_volume(noisy, tmp_path / "out.nii.gz", reference_path=t1_crop)
+    plain = nib.Nifti1Image.from_bytes(gzip.decompress(out.read_bytes()))
+    np.testing.assert_array_equal(np.asarray(plain.dataobj).transpose(2, 1, 0), values)
+    np.testing.assert_array_equal(array(read_volume(out)), values)
 
 
 def test_non_nifti_output_goes_through_simpleitk(tmp_path, t1_crop):

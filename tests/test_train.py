@@ -111,6 +111,26 @@ def test_augmentation_is_a_function_of_the_stream_position() -> None:
     assert not torch.equal(aug[(2, 12)][0], x1) or not torch.equal(aug[(2, 13)][0], x1)
 
 
+def test_gamma_augmentation_bends_each_input_and_leaves_the_target() -> None:
+    data = PhantomPairs(4, 40, seed=3)
+    plain = AugmentedPairs(data, seed=7, flip=False)
+    bent = AugmentedPairs(data, seed=7, flip=False, gamma=0.3)
+    x0, y0 = plain[(1, 5)]
+    exponents = []
+    for position in range(5, 25):
+        x, y = bent[(1, position)]
+        assert torch.equal(y, y0) and torch.equal(x == 0, x0 == 0)  # target untouched, background stays 0
+        assert torch.equal(x, bent[(1, position)][0])  # a function of the stream position
+        inside = (x0 > 0.05) & (x0 < 0.95)
+        for c in range(x.shape[0]):  # x = x0 ** gamma, one gamma per input channel
+            gamma = torch.log(x[c][inside[c]]) / torch.log(x0[c][inside[c]])
+            assert float(gamma.max() - gamma.min()) < 1e-3
+            exponents.append(float(gamma.mean()))
+    log_gamma = np.log(exponents)
+    assert np.abs(log_gamma).max() <= 0.3 + 1e-3
+    assert log_gamma.min() < -0.1 and log_gamma.max() > 0.1  # both directions drawn
+
+
 def test_brain_crop_stays_on_the_brain() -> None:
     x = torch.zeros(2, 100, 100)
     x[:, 60:80, 10:30] = 0.5
@@ -218,9 +238,10 @@ def test_cli_trains_every_arch_and_framework(store: Path, tmp_path: Path, arch: 
     result = CliRunner().invoke(app, [
         "train", "--data", str(store), "--scenario", "t1,t2->flair", "--arch", arch, "--framework", framework,
         "--widths", "8,16,16,32", "--groups", "4", "--iters", "3", "--batch-size", "2", "--crop", "24",
-        "--val-every", "3", "--log-every", "1", "--run-dir", str(run), "--device", "cpu", "--json",
+        "--val-every", "3", "--log-every", "1", "--run-dir", str(run), "--device", "cpu", "--json", "--gamma-aug", "0.2",
     ])
     assert result.exit_code == 0, result.output
+    assert json.loads((run / "run.json").read_text())["train"]["gamma"] == 0.2
     events = [json.loads(line) for line in result.stdout.splitlines()]
     logs = [e for e in events if e["event"] == "log"]
     assert [e["iteration"] for e in logs] == [1, 2, 3]
@@ -246,6 +267,13 @@ def test_cli_errors_are_one_line(store: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->flair", "--slice-range", "x",
                               "--run-dir", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "--slice-range" in bad.output
+    if not torch.cuda.is_available():
+        bad = runner.invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->flair", "--device", "cuda",
+                                  "--iters", "1", "--run-dir", str(tmp_path / "r")])
+        assert bad.exit_code == 2 and "--device" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->flair", "--gamma-aug", "2",
+                              "--run-dir", str(tmp_path / "r")])
+    assert bad.exit_code == 2 and "gamma" in bad.output and "Traceback" not in bad.output
 
 
 def test_cli_slice_range_limits_training_slices(store: Path, tmp_path: Path) -> None:

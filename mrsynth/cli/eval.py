@@ -92,7 +92,7 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
                                            default_picks, json_safe, parse_pick, planned_files, prepare_report_dir,
                                            render_panels, write_json, write_metrics_csv)
     from mrsynth.evaluation.tables import paired_table, paper_table, shift_table
-    from mrsynth.inference import resolve_device
+    from mrsynth.devices import resolve_device
 
     levels = parse_levels(perturb_shift) if perturb_shift else []
     store = SliceStore(data)

@@ -108,11 +108,17 @@ def default_entry(inputs: list[str], target: str | None = None) -> dict[str, Any
 
     Inputs match as a set (the caller reorders its volumes into the model's channel order). Without a target,
     several defaults for the same inputs (t1,t2->pd and t1,t2->flair) are ambiguous and the user must choose.
+    When no model takes exactly these inputs, the one default that needs only some of them is used (a BraTS
+    folder offers t1, t1c, t2 and flair; a t1,t2->flair default fits).
     """
     entries = load_registry()
     wanted = sorted(inputs)
     fits = [e for e in entries if sorted(e["inputs"]) == wanted and (target is None or e["target"] == target)]
     chosen = [e for e in fits if e["default"]] or (fits if len(fits) == 1 else [])
+    if not chosen:
+        subset = [e for e in entries if e["default"] and set(e["inputs"]) <= set(inputs)
+                  and (e["target"] == target if target else e["target"] not in inputs)]
+        chosen = subset if len(subset) == 1 else []
     asked = f"{','.join(inputs)}->{target or '?'}"
     if len(chosen) == 1:
         return chosen[0]

@@ -211,4 +211,18 @@ def _write_with_nifti_header(image: sitk.Image, target: Path, reference_path: Pa
     header["descrip"] = b"mrsynth synthesis"
     # affine=None keeps the header's qform and sform (and their codes) exactly as the reference has them.
     output = type(reference)(data, None, header=header)
-    nib.save(output, str(target))
+    if target.name.lower().endswith(".gz") and hasattr(output, "to_bytes"):
+        _write_gzip(target, output.to_bytes())
+    else:
+        nib.save(output, str(target))
+
+
+def _write_gzip(target: Path, payload: bytes) -> None:
+    """Gzip through ISA-L (standard gzip, readable by nibabel, ITK, FSL): about 6x faster than zlib's level 1.
+
+    Why: compressing a float32 240x240x155 output with nibabel's zlib took as long as a tenth of the whole synthesis.
+    """
+    from isal import igzip
+
+    with igzip.open(target, "wb", compresslevel=1) as stream:
+        stream.write(payload)

@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from mrsynth.models.cagr import GroupedConv2d
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,21 @@ def profile_model(model: nn.Module, in_channels: int, size: int = 256) -> Profil
     """Parameters (millions) and GFLOPs of one forward pass on a single ``size`` x ``size`` slice."""
     model.eval()
     x = torch.randn(1, in_channels, size, size)
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return Profile(params_m=count_parameters(model) / 1e6, gflops=counter.get_total_flops() / 1e9)
+    return Profile(params_m=count_parameters(model) / 1e6, gflops=count_flops(model, x) / 1e9)
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, x: Tensor) -> int:
+    """FLOPs of one forward pass on ``x`` as the network is defined.
+
+    Narrow grouped convolutions run as dense ones with zero blocks (:class:`GroupedConv2d`); counting those zeros
+    would inflate the model's FLOPs, so they are counted in their grouped form here.
+    """
+    saved = GroupedConv2d.dense_up_to
+    GroupedConv2d.dense_up_to = 0
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        GroupedConv2d.dense_up_to = saved
+    return counter.get_total_flops()

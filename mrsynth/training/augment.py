@@ -1,4 +1,4 @@
-"""Training augmentation: brain-centred random crops, left-right flips, and the misalignment shift.
+"""Training augmentation: brain-centred random crops, left-right flips, the misalignment shift and input gamma.
 
 Every random choice for one sample comes from a generator seeded by (run seed, stream position) (see
 ``sampling.py``), so a sample looks the same whatever worker, rank or restart produces it.
@@ -45,6 +45,17 @@ def brain_crop_origin(x: torch.Tensor, crop: int, generator: torch.Generator) ->
     return axis_origin(height, rows), axis_origin(width, cols)
 
 
+def random_gamma(image: torch.Tensor, max_log_gamma: float, generator: torch.Generator) -> torch.Tensor:
+    """``image ** gamma`` with log(gamma) uniform in [-max_log_gamma, max_log_gamma] (TorchIO's RandomGamma).
+
+    Why: the inputs are percentile-normalised, which fixes their scale but not their contrast; a new scanner or
+    sequence bends the grey-value curve. Randomising that curve per input keeps the model from learning one
+    site's exact tissue intensities. Values stay in [0, 1] and the background stays 0.
+    """
+    gamma = float(torch.exp(torch.empty(()).uniform_(-max_log_gamma, max_log_gamma, generator=generator)))
+    return image.clamp(min=0.0) ** gamma
+
+
 def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     """Sub-pixel translation of an (H, W) image by (dy, dx) px, bilinear, zero outside (background)."""
     height, width = image.shape
@@ -56,8 +67,11 @@ def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
 class AugmentedPairs(Dataset):
     """Wraps a dataset of ``(x, y)`` pairs; indexed by ``(index, position)`` pairs from the batch sampler."""
 
-    def __init__(self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0) -> None:
-        self.base, self.seed, self.crop, self.flip, self.shift_px = base, seed, crop, flip, shift_px
+    def __init__(
+        self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0,
+        gamma: float = 0.0,
+    ) -> None:
+        self.base, self.seed, self.crop, self.flip, self.shift_px, self.gamma = base, seed, crop, flip, shift_px, gamma
 
     def __len__(self) -> int:
         return len(self.base)
@@ -80,4 +94,6 @@ class AugmentedPairs(Dataset):
             dx = _uniform(generator, -self.shift_px, self.shift_px)
             x = x.clone()
             x[channel] = translate(x[channel], dy, dx).clamp_(0.0, 1.0)
+        if self.gamma > 0:
+            x = torch.stack([random_gamma(channel, self.gamma, generator) for channel in x])
         return x.contiguous(), y.contiguous()

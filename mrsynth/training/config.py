@@ -32,6 +32,7 @@ class TrainConfig:
     crop: int | None = None  # random square crops inside the brain's bounding box (cheap CPU training)
     flip: bool = True  # random left-right flips
     shift_px: float = 0.0  # misalignment augmentation: translate one random input by up to this many px
+    gamma: float = 0.0  # input intensity augmentation: each input ** exp(U(-gamma, gamma)); 0 = off
     amp: bool = False
     val_every: int = 1000
     save_every: int = 1000
@@ -56,6 +57,8 @@ class TrainConfig:
             raise ValueError(f"crop must be at least 8 px, got {self.crop}")
         if self.shift_px < 0:
             raise ValueError(f"shift must be non-negative, got {self.shift_px}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma augmentation must be in [0, 1] (max |log gamma|), got {self.gamma}")
 
     @property
     def adam_betas(self) -> tuple[float, float]:

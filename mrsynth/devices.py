@@ -1,0 +1,30 @@
+"""One reading of ``--device`` for every command: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine."""
+
+from __future__ import annotations
+
+from mrsynth.errors import InputError
+
+
+def resolve_device(device: str, local_rank: int | None = None) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA device that is not there is a user error.
+
+    ``local_rank`` (set under torchrun) turns a bare ``cuda`` into this rank's own GPU, ``cuda:LOCAL_RANK``.
+    """
+    import torch
+
+    device = (device or "auto").strip().lower()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{device} requested but no CUDA device is available", "use --device cpu")
+        if device == "cuda" and local_rank is not None:
+            device = f"cuda:{local_rank}"
+        index = int(device[5:]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise InputError("--device", f"{device} does not exist ({torch.cuda.device_count()} CUDA device(s))",
+                             "choose an index below the device count")
+        return device
+    raise InputError("--device", f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N")
