@@ -10,7 +10,7 @@ import typer
 
 from mrsynth.cli.common import emit_json, stderr_console, user_errors
 
-PACKAGES = ("torch", "numpy", "SimpleITK", "nibabel", "safetensors", "huggingface_hub", "typer", "rich", "cupy")
+PACKAGES = ("torch", "numpy", "SimpleITK", "nibabel", "isal", "safetensors", "huggingface_hub", "typer", "rich", "cupy")
 
 
 def _version(package: str) -> str | None:

@@ -218,9 +218,10 @@ def _write_with_nifti_header(image: sitk.Image, target: Path, reference_path: Pa
 
 
 def _write_gzip(target: Path, payload: bytes) -> None:
-    """Gzip through ISA-L (standard gzip, readable by nibabel, ITK, FSL): about 6x faster than zlib's level 1.
+    """Gzip through ISA-L: standard gzip that nibabel, ITK and FSL read, several times faster than zlib's level 1.
 
-    Why: compressing a float32 240x240x155 output with nibabel's zlib took as long as a tenth of the whole synthesis.
+    Why: nibabel's zlib compression of a float32 240x240x155 output was the largest cost of a synthesis outside
+    the model (docs/performance.md).
     """
     from isal import igzip
 

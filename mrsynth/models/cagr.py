@@ -44,15 +44,16 @@ class ChannelLayerNorm(nn.Module):
 class GroupedConv2d(nn.Conv2d):
     """A grouped convolution that runs as a dense one with a block-diagonal weight when groups are very narrow.
 
-    Why: with one or two channels per group (the tiny preset's 16 channels in 8 groups) oneDNN's grouped kernels
-    are slower than its dense kernel doing 8x the multiply-adds, so the zeros are cheaper than the grouping.
+    Why: with one or two channels per group (the tiny preset's 16 channels in 8 groups) oneDNN's grouped CPU kernels
+    are slower than its dense kernel doing 8x the multiply-adds, so the zeros are cheaper than the grouping (GPUs
+    keep the grouped form).
     Parameters and results are those of the grouped ``nn.Conv2d`` (the extra terms are exact zeros).
     """
 
     dense_up_to = 2  # channels per group at or below which the dense form is used
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.groups == 1 or self.in_channels // self.groups > self.dense_up_to:
+        if x.is_cuda or self.groups == 1 or self.in_channels // self.groups > self.dense_up_to:
             return super().forward(x)
         return F.conv2d(x, block_diagonal(self.weight, self.groups), self.bias, self.stride, self.padding)
 
