@@ -131,6 +131,11 @@ def test_default_model_is_chosen_by_input_set_and_target(weights):
     with pytest.raises(InputError, match=r"no registered default model for t1,pd->\?") as info:
         resolve_model(None, ["t1", "pd"])
     assert "mrsynth models" in str(info.value)
+    # No model takes exactly t1, t1c, t2 (a BraTS folder without FLAIR): the one default needing only some of them.
+    assert resolve_model(None, ["t1", "t1c", "t2"], "flair") == files["flair"]
+    assert resolve_model(None, ["t1", "t1c", "t2", "flair"]) == files["pd"]  # flair is given, so not the target
+    with pytest.raises(InputError, match="no registered default model"):
+        resolve_model(None, ["t1", "t1c", "t2"])  # pd and flair defaults both fit: no silent choice
 
 
 # ----- local files, pins and pickles -------------------------------------------------------------------------------
