@@ -38,7 +38,9 @@ def main() -> None:
     from torch.utils import mkldnn
 
     from mrsynth.models.cagr import block_diagonal
+    from mrsynth.runtime import tune_cpu_allocator
 
+    tune_cpu_allocator()  # as every command does: fresh outputs would otherwise page-fault
     torch.set_num_threads(args.threads)
     groups = 8
     print("| channels, size | NHWC grouped | NCHW grouped | NHWC, prepacked weight | oneDNN blocked, with reorders "
