@@ -211,19 +211,19 @@ def _write_with_nifti_header(image: sitk.Image, target: Path, reference_path: Pa
     header["descrip"] = b"mrsynth synthesis"
     # affine=None keeps the header's qform and sform (and their codes) exactly as the reference has them.
     output = type(reference)(data, None, header=header)
-    if target.name.lower().endswith(".gz") and hasattr(output, "to_bytes"):
-        _write_gzip(target, output.to_bytes())
+    if target.name.lower().endswith(".gz"):
+        _write_gzip(target, output)
     else:
         nib.save(output, str(target))
 
 
-def _write_gzip(target: Path, payload: bytes) -> None:
+def _write_gzip(target: Path, image: Any) -> None:
     """Gzip through ISA-L: standard gzip that nibabel, ITK and FSL read, several times faster than zlib's level 1.
 
     Why: nibabel's zlib compression of a float32 240x240x155 output was the largest cost of a synthesis outside
-    the model (docs/performance.md).
+    the model (docs/performance.md). nibabel streams the single-file NIfTI straight into the compressor.
     """
     from isal import igzip
 
     with igzip.open(target, "wb", compresslevel=1) as stream:
-        stream.write(payload)
+        image.to_stream(stream)
