@@ -24,9 +24,13 @@ def family(event) -> str:
         x_shape, w_shape = event.input_shapes[0], event.input_shapes[1]
         return "grouped conv" if w_shape[1] * 2 <= x_shape[1] and w_shape[-1] == 3 else "dense conv"
     return {
+        "mrsynth::fused_routing_stem": family_of_fused_stem,
         "aten::native_layer_norm": "LayerNorm", "aten::gelu": "GELU", "aten::sum": "pooling", "aten::mean": "pooling",
         "aten::bmm": "kernel building", "aten::mul": "attention/elementwise", "aten::sigmoid": "attention/elementwise",
     }.get(name, "other")
+
+
+family_of_fused_stem = "fused routing stem (conv, LayerNorm, GELU, pooling)"
 
 
 def measure(preset_name: str, size: int, repeats: int) -> dict:
@@ -63,10 +67,12 @@ def measure(preset_name: str, size: int, repeats: int) -> dict:
     extra = {k: v * agi / profiled_agi - shares["resunet"].get(k, 0.0) * res / profiled_res
              for k, v in shares["agi-net"].items()}
     grouped = shares["agi-net"].get("grouped conv", 0.0) * agi / profiled_agi
+    fused = shares["agi-net"].get(family_of_fused_stem, 0.0) * agi / profiled_agi
     return {
         "preset": preset_name, "size": size, "agi_ms": agi, "resunet_ms": res, "ratio": agi / res,
         "extra_ms": {k: round(v, 1) for k, v in sorted(extra.items(), key=lambda kv: -kv[1])},
         "grouped_conv_ms": grouped, "floor_ratio_grouped_convs_only": (res + grouped) / res,
+        "fused_stem_ms": fused, "floor_ratio_fused_stems_only": (res + fused) / res,
     }
 
 
@@ -93,7 +99,8 @@ def main() -> None:
             continue
         print(f"{name}: AGI-Net {result['agi_ms']:.0f} ms, ResUnet {result['resunet_ms']:.0f} ms, "
               f"ratio {result['ratio']:.3f}; grouped convs alone {result['grouped_conv_ms']:.0f} ms "
-              f"-> floor {result['floor_ratio_grouped_convs_only']:.3f}")
+              f"-> floor {result['floor_ratio_grouped_convs_only']:.3f}; fused stems alone "
+              f"{result['fused_stem_ms']:.0f} ms -> floor {result['floor_ratio_fused_stems_only']:.3f}")
         for family_name, ms in result["extra_ms"].items():
             print(f"  {family_name:24s} {ms:+8.1f} ms")
 

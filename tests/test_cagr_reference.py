@@ -64,9 +64,18 @@ def randomised_cagr(channels: int, groups: int, seed: int) -> CAGR:
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_optimised_forward_matches_literal_equations(batch: int, channels_last: bool) -> None:
-    module = randomised_cagr(16, 8, seed=batch)
-    x = torch.randn(batch, 16, 20, 24, generator=torch.Generator().manual_seed(5))
+@pytest.mark.parametrize(
+    ("channels", "groups", "width"),
+    [(16, 8, 24), (8, 8, 27), (32, 8, 5), (64, 8, 27), (128, 8, 13), (96, 3, 27), (48, 2, 13)],
+    ids=["2-per-group", "1-per-group", "4-per-group", "8-per-group", "16-per-group", "32-per-group", "24-per-group"],
+)
+def test_optimised_forward_matches_literal_equations(
+    batch: int, channels_last: bool, channels: int, groups: int, width: int
+) -> None:
+    """Covers every form of the fused CPU routing stem (1-8 and multiples of 16 channels per group; widths that
+    leave a partial pixel tile at the right edge, or fit in one) and the PyTorch stem it falls back to (24)."""
+    module = randomised_cagr(channels, groups, seed=batch)
+    x = torch.randn(batch, channels, 20, width, generator=torch.Generator().manual_seed(5))
     reference = literal_cagr(module.double(), x.double())
     module.float()
     if channels_last:

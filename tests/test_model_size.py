@@ -53,14 +53,17 @@ def test_profile_rejects_bad_groups_with_one_line() -> None:
 
 
 def test_flops_count_narrow_groups_as_grouped_convs() -> None:
-    """The tiny preset runs its 2-channels-per-group routing convs densely; FLOPs must still count them grouped."""
+    """The tiny preset's PyTorch stem runs its 2-channels-per-group routing convs densely (the fused CPU kernel,
+    suspended here, is invisible to the counter); FLOPs must still count them grouped."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+
+    from mrsynth.ops import cpu_stem
 
     model = build_model(ModelConfig(widths=(16, 32, 64, 128))).eval()
     counted = profile_model(model, in_channels=2, size=64).gflops * 1e9
     x = torch.randn(1, 2, 64, 64)
-    with FlopCounterMode(display=False) as as_run, torch.no_grad():
+    with FlopCounterMode(display=False) as as_run, torch.no_grad(), cpu_stem.suspended():
         model(x)
     # Each of the 4 routing convs at 16 channels, 64x64: dense form 16*16*9 MACs per pixel, grouped form 16*2*9.
     zeros = 4 * 2 * 64 * 64 * 9 * (16 * 16 - 16 * 2)

@@ -1,4 +1,4 @@
-"""``mrsynth info``: versions, devices, the active roll backend and cache locations, for bug reports."""
+"""``mrsynth info``: versions, devices, the active roll backend, the CPU kernel and cache locations, for bug reports."""
 
 from __future__ import annotations
 
@@ -27,12 +27,13 @@ def collect_info() -> dict:
 
     from mrsynth import __version__
     from mrsynth.models.roll import roll_backend
-    from mrsynth.ops import cuda_roll_status
+    from mrsynth.ops import cpu_stem_status, cuda_roll_status
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     kernel, kernel_detail = cuda_roll_status()
     asked = roll_backend()
     active = "cuda" if kernel and asked != "torch" else "torch"
+    stem_kernel, stem_detail = cpu_stem_status()
     try:
         from huggingface_hub import constants
 
@@ -48,13 +49,14 @@ def collect_info() -> dict:
         "cuda_devices": devices,
         "roll_backend": {"requested": asked, "active_on_gpu": active, "cuda_kernel_usable": kernel,
                          "detail": kernel_detail},
+        "cpu_stem_kernel": {"usable": stem_kernel, "detail": stem_detail},
         "hub_cache": hub_cache,
     }
 
 
 @user_errors
 def info_command(as_json: bool = typer.Option(False, "--json", help="Print one JSON line on stdout.")) -> None:
-    """Print versions, devices, whether the CUDA roll kernel is usable, and cache locations.
+    """Print versions, devices, whether the CUDA roll kernel and the fused CPU routing stem run, and cache locations.
 
     Example: mrsynth info --json | jq .roll_backend
     """
@@ -73,5 +75,7 @@ def info_command(as_json: bool = typer.Option(False, "--json", help="Print one J
     rb = info["roll_backend"]
     table.add_row("roll backend", f"requested {rb['requested']}, on GPU: {rb['active_on_gpu']}, "
                   f"CUDA kernel usable: {'yes' if rb['cuda_kernel_usable'] else 'no'} ({rb['detail']})")
+    stem = info["cpu_stem_kernel"]
+    table.add_row("CPU routing stem", f"fused kernel: {'yes' if stem['usable'] else 'no'} ({stem['detail']})")
     table.add_row("Hub cache", str(info["hub_cache"]))
     stderr_console().print(table)

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mrsynth.models.roll import per_sample_conv2d, rolled_kernel
+from mrsynth.ops.cpu_stem import applies as fused_stem_applies
+from mrsynth.ops.cpu_stem import fused_stem_features
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -112,7 +114,10 @@ class RoutingFunction(nn.Module):
         nn.init.ones_(self.scale_head.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.stem(x).mean(dim=(2, 3))
+        if fused_stem_applies(self.stem, x):  # same function, one fused CPU kernel (inference only)
+            features = fused_stem_features(self.stem, x)
+        else:
+            features = self.stem(x).mean(dim=(2, 3))
         offsets = self.offset_head(features).view(-1, self.groups, 2)  # (ox_i, oy_i), no activation
         scale = torch.sigmoid(self.scale_head(features))  # lambda_i
         return offsets, scale

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mrsynth.models.cagr import GroupedConv2d
+from mrsynth.ops import cpu_stem
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,13 @@ def count_flops(model: nn.Module, x: Tensor) -> int:
     """FLOPs of one forward pass on ``x`` as the network is defined.
 
     Narrow grouped convolutions run as dense ones with zero blocks (:class:`GroupedConv2d`); counting those zeros
-    would inflate the model's FLOPs, so they are counted in their grouped form here.
+    would inflate the model's FLOPs, so they are counted in their grouped form here. The fused CPU routing stem is
+    invisible to torch's counter, so the PyTorch stem runs instead.
     """
     saved = GroupedConv2d.dense_up_to
     GroupedConv2d.dense_up_to = 0
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, cpu_stem.suspended():
             model(x)
     finally:
         GroupedConv2d.dense_up_to = saved

@@ -1,7 +1,9 @@
-"""GPU backends: the CUDA group-roll kernels of ``cuda/`` through CuPy, imported lazily so the package runs without it.
+"""Native kernels: the CUDA group-roll kernels of ``cuda/`` through CuPy (imported lazily, so the package runs
+without it) and the fused CPU routing stem (``cpu_stem``, compiled on first use).
 
-``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``);
-the torch implementation next to it stays the reference the kernels are tested against.
+``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``) and
+``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|off``); the torch
+implementations next to them stay the references the kernels are tested against.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ def cuda_roll_status() -> tuple[bool, str]:
     return availability()
 
 
+def cpu_stem_status() -> tuple[bool, str]:
+    """(usable, detail): whether the fused CPU routing-stem kernel runs here (compiling it on first call), and why not."""
+    from mrsynth.ops.cpu_stem import status
+
+    return status()
+
+
 def cuda_roll_available() -> bool:
     """Whether the CuPy group-roll kernel can run here (CuPy importable, a CUDA device, the sources found)."""
     return cuda_roll_status()[0]
@@ -28,4 +37,4 @@ def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor
     return run(weight, offsets, scale)
 
 
-__all__ = ["cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]
+__all__ = ["cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]

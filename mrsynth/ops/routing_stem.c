@@ -1,0 +1,232 @@
+/* One layer of CAGR's routing stem on the CPU, fused: grouped 3x3 convolution + bias -> LayerNorm over the
+ * channels of each pixel -> exact (erf) GELU, written out or summed into per-row channel totals for the global
+ * average pool that ends the stem.
+ *
+ * Why a kernel of our own: with 1-8 channels per group oneDNN's grouped convolution runs at a fraction of its dense
+ * rate, and LayerNorm and GELU then make two more passes over a full-resolution feature map. Here a tile of 8
+ * pixels x 8 or 16 output channels stays in registers over the 9 taps, and the whole channel vector of each pixel
+ * is normalised and activated while it is still in L1; the second layer's output is never stored at all.
+ *
+ * Layout: activations NHWC (the network's channels-last memory), float32. Weights are packed by the caller as
+ * [block][tap][k][lane]: block = a run of `ob` output channels (8, or 16 when a group has 16 or more channels),
+ * tap = 3 dy + dx, k = input channel within the group, lane = output channel within the block. Rows of all images
+ * (b * H + y) are split across OpenMP threads; the caller passes torch's thread count.
+ *
+ * Built by mrsynth/ops/cpu_stem.py with GCC vector extensions (no intrinsics), so it compiles for any target GCC
+ * and Clang know; -march=native picks the widest instructions the machine has.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int v8i __attribute__((vector_size(32)));
+
+#define PX 8 /* pixels per register tile */
+
+static inline v8 splat(float s) { return (v8){s, s, s, s, s, s, s, s}; }
+static inline v8i bits_of(v8 v) { v8i b; memcpy(&b, &v, sizeof b); return b; }
+static inline v8 from_bits(v8i b) { v8 v; memcpy(&v, &b, sizeof v); return v; }
+
+/* exp(x) for x <= 0, Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, a degree-5 polynomial, 2^n built in the
+ * exponent bits. Arguments below -87 are clamped (exp(-87) ~ 1.6e-38), which erf below cannot notice. */
+static inline v8 exp_nonpositive(v8 x) {
+    const v8i low = x < -87.0f;
+    x = from_bits((low & bits_of(splat(-87.0f))) | (~low & bits_of(x)));
+    const v8i n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v8i); /* nearest, as x <= 0 */
+    const v8 nf = __builtin_convertvector(n, v8);
+    const v8 r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+    v8 p = splat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * from_bits((n + 127) << 23);
+}
+
+/* GELU(x) = x / 2 (1 + erf(x / sqrt 2)), erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7). */
+static inline v8 gelu(v8 x) {
+    const v8 z = x * 0.70710678118654752f;
+    const v8i sign = bits_of(z) & (int)0x80000000;
+    const v8 a = from_bits(bits_of(z) ^ sign);
+    const v8 t = 1.0f / (1.0f + 0.3275911f * a);
+    v8 poly = splat(1.061405429f);
+    poly = poly * t - 1.453152027f;
+    poly = poly * t + 1.421413741f;
+    poly = poly * t - 0.284496736f;
+    poly = poly * t + 0.254829592f;
+    const v8 erf_abs = 1.0f - poly * t * exp_nonpositive(-a * a);
+    return 0.5f * x * (1.0f + from_bits(bits_of(erf_abs) ^ sign));
+}
+
+/* Groups of CG <= 8 channels, 8 output channels per block: the block's outputs read the block's own 8 input
+ * channels, so one load per pixel and tap serves all of them, and input k of each group is moved under that
+ * group's outputs by an in-register shuffle: no multiply-add is spent on the zeros between groups.
+ * rows[dy] points at pixel x0 - 1 of input row y + dy - 1 (NULL above or below the image). */
+#define DEFINE_SHUFFLE(CG)                                                                                     \
+    static void taps_shuffle_##CG(const float *const rows[3], size_t stride, const float *w, v8 acc[PX]) {     \
+        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                             \
+        for (int dy = 0; dy < 3; dy++) {                                                                       \
+            if (!rows[dy]) continue;                                                                           \
+            for (int dx = 0; dx < 3; dx++) {                                                                   \
+                const float *xp = rows[dy] + dx * stride;                                                      \
+                const float *wt = w + (dy * 3 + dx) * CG * 8;                                                  \
+                _Pragma("GCC unroll 8") for (int p = 0; p < PX; p++) {                                         \
+                    const v8 xv = *(const v8 *)(xp + p * stride);                                              \
+                    _Pragma("GCC unroll 8") for (int k = 0; k < CG; k++) {                                     \
+                        acc[p] += *(const v8 *)(wt + k * 8) * __builtin_shuffle(xv, lane / CG * CG + k);       \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+DEFINE_SHUFFLE(1)
+DEFINE_SHUFFLE(2)
+DEFINE_SHUFFLE(4)
+DEFINE_SHUFFLE(8)
+
+/* Groups of 16 or more channels, 16 output channels per block (all in one group): each input value is broadcast
+ * against a 16-wide weight vector, the form that keeps the multiply-add units busiest. */
+static void taps_broadcast(int cg, const float *const rows[3], size_t stride, const float *w, v16 acc[PX]) {
+    for (int dy = 0; dy < 3; dy++) {
+        if (!rows[dy]) continue;
+        for (int dx = 0; dx < 3; dx++) {
+            const float *xp = rows[dy] + dx * stride;
+            const float *wt = w + (size_t)(dy * 3 + dx) * cg * 16;
+            for (int k = 0; k < cg; k++) {
+                const v16 wk = *(const v16 *)(wt + k * 16);
+                _Pragma("GCC unroll 8") for (int p = 0; p < PX; p++) acc[p] += wk * xp[p * stride + k];
+            }
+        }
+    }
+}
+
+/* The 3x3 neighbourhood rows of one block for the tile at x0. Inside the image they point into it; at the left
+ * and right edges the needed pixels are copied next to zeros in `patch`, so the tap loops never test bounds. */
+static size_t neighbourhood(const float *image, int H, int W, int C, int y, int x0, int first, int width,
+                            float *patch, const float *rows[3]) {
+    const int inside = x0 >= 1 && x0 + PX + 1 <= W;
+    for (int dy = 0; dy < 3; dy++) {
+        const int yy = y + dy - 1;
+        if (yy < 0 || yy >= H) {
+            rows[dy] = NULL;
+        } else if (inside) {
+            rows[dy] = image + ((size_t)yy * W + x0 - 1) * C + first;
+        } else {
+            float *row = patch + (size_t)dy * (PX + 2) * width;
+            memset(row, 0, sizeof(float) * (PX + 2) * width);
+            for (int p = 0; p < PX + 2; p++) {
+                const int xx = x0 - 1 + p;
+                if (xx >= 0 && xx < W) memcpy(row + (size_t)p * width, image + ((size_t)yy * W + xx) * C + first, sizeof(float) * width);
+            }
+            rows[dy] = row;
+        }
+    }
+    return inside ? (size_t)C : (size_t)width;
+}
+
+/* Lane p of the result = the sum of the 8 lanes of v[p]: the horizontal sums of 8 vectors at once. */
+static inline v8 transpose_sum(const v8 v[8]) {
+    const v8i even = {0, 8, 2, 10, 4, 12, 6, 14}, odd = {1, 9, 3, 11, 5, 13, 7, 15};
+    const v8i low2 = {0, 1, 8, 9, 4, 5, 12, 13}, high2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const v8i low4 = {0, 1, 2, 3, 8, 9, 10, 11}, high4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    v8 pairs[4], quads[2];
+    for (int i = 0; i < 4; i++)
+        pairs[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], even) + __builtin_shuffle(v[2 * i], v[2 * i + 1], odd);
+    for (int i = 0; i < 2; i++)
+        quads[i] = __builtin_shuffle(pairs[2 * i], pairs[2 * i + 1], low2) + __builtin_shuffle(pairs[2 * i], pairs[2 * i + 1], high2);
+    return __builtin_shuffle(quads[0], quads[1], low4) + __builtin_shuffle(quads[0], quads[1], high4);
+}
+
+static inline v8 lane(v8 v, int p) { return __builtin_shuffle(v, (v8i){p, p, p, p, p, p, p, p}); }
+
+/* LayerNorm of each pixel's C channels (two passes, biased variance, as torch), then GELU, in place on a tile of
+ * PX pixels. The per-pixel sums are reduced for all 8 pixels together, not one horizontal sum at a time. */
+static void normalise_activate(float *tile, int C, const float *ln_w, const float *ln_b, float eps) {
+    const int blocks = C / 8;
+    v8 sums[PX] = {{0}};
+    for (int p = 0; p < PX; p++)
+        for (int j = 0; j < blocks; j++) sums[p] += *(const v8 *)(tile + p * C + 8 * j);
+    const v8 mean = transpose_sum(sums) / (float)C;
+    for (int p = 0; p < PX; p++) {
+        const v8 m = lane(mean, p);
+        sums[p] = splat(0.0f);
+        for (int j = 0; j < blocks; j++) {
+            const v8 d = *(const v8 *)(tile + p * C + 8 * j) - m;
+            sums[p] += d * d;
+        }
+    }
+    const v8 var = transpose_sum(sums) / (float)C + eps;
+    v8 rstd;
+    for (int p = 0; p < PX; p++) rstd[p] = 1.0f / sqrtf(var[p]);
+    for (int p = 0; p < PX; p++) {
+        const v8 m = lane(mean, p), r = lane(rstd, p);
+        for (int j = 0; j < blocks; j++) {
+            v8 *t = (v8 *)(tile + p * C + 8 * j);
+            *t = gelu((*t - m) * r * *(const v8 *)(ln_w + 8 * j) + *(const v8 *)(ln_b + 8 * j));
+        }
+    }
+}
+
+/* x: (B, H, W, C). cg: channels per group (1, 2, 4, 8 or a multiple of 16). out: (B, H, W, C), or NULL to write
+ * row_sums: (B * H, C), each row's channel totals. Returns 0, or -1 when scratch memory cannot be allocated. */
+int routing_stem_layer(const float *x, int B, int H, int W, int C, int cg, const float *packed, const float *bias,
+                       const float *ln_w, const float *ln_b, float eps, float *out, float *row_sums, int threads) {
+    const int ob = cg >= 16 ? 16 : 8;        /* output channels per block */
+    const int width = cg >= 16 ? cg : 8;     /* input channels a block reads */
+    const int blocks = C / ob;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        float *tile = aligned_alloc(64, sizeof(float) * PX * C);
+        float *patch = aligned_alloc(64, sizeof(float) * 3 * (PX + 2) * width);
+        failed = !tile || !patch;
+        if (tile) memset(tile, 0, sizeof(float) * PX * C); /* pixels past the right edge are normalised unused */
+#pragma omp for schedule(static)
+        for (int r = 0; r < B * H; r++) {
+            if (failed) continue;
+            const float *image = x + (size_t)(r / H) * H * W * C;
+            const int y = r % H;
+            float *sums = row_sums ? row_sums + (size_t)r * C : NULL;
+            if (sums) memset(sums, 0, sizeof(float) * C);
+            for (int x0 = 0; x0 < W; x0 += PX) {
+                const int npx = W - x0 < PX ? W - x0 : PX;
+                for (int blk = 0; blk < blocks; blk++) {
+                    const int first = cg >= 16 ? blk * ob / cg * cg : blk * ob;
+                    const float *rows[3];
+                    const size_t stride = neighbourhood(image, H, W, C, y, x0, first, width, patch, rows);
+                    const float *w = packed + (size_t)blk * 9 * cg * ob;
+                    if (ob == 8) {
+                        v8 acc[PX];
+                        for (int p = 0; p < PX; p++) acc[p] = *(const v8 *)(bias + blk * 8);
+                        switch (cg) {
+                        case 1: taps_shuffle_1(rows, stride, w, acc); break;
+                        case 2: taps_shuffle_2(rows, stride, w, acc); break;
+                        case 4: taps_shuffle_4(rows, stride, w, acc); break;
+                        default: taps_shuffle_8(rows, stride, w, acc); break;
+                        }
+                        for (int p = 0; p < npx; p++) *(v8 *)(tile + p * C + blk * 8) = acc[p];
+                    } else {
+                        v16 acc[PX];
+                        for (int p = 0; p < PX; p++) acc[p] = *(const v16 *)(bias + blk * 16);
+                        taps_broadcast(cg, rows, stride, w, acc);
+                        for (int p = 0; p < npx; p++) *(v16 *)(tile + p * C + blk * 16) = acc[p];
+                    }
+                }
+                normalise_activate(tile, C, ln_w, ln_b, eps);
+                if (sums) {
+                    for (int p = 0; p < npx; p++)
+                        for (int c = 0; c < C; c++) sums[c] += tile[(size_t)p * C + c];
+                } else {
+                    memcpy(out + ((size_t)r * W + x0) * C, tile, sizeof(float) * npx * C);
+                }
+            }
+        }
+        free(patch);
+        free(tile);
+    }
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,127 @@
+"""The fused CPU routing-stem kernel (mrsynth/ops/routing_stem.c): numerics against a float64 PyTorch stem, when it
+is used and when not, and its build (cache, atomic write, fallbacks)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mrsynth.models import cagr
+from mrsynth.models.cagr import RoutingFunction
+from mrsynth.ops import cpu_stem
+
+needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
+
+
+@pytest.fixture
+def fresh_build(tmp_path, monkeypatch):
+    """A private kernel cache and a cleared in-process library, restored afterwards."""
+    monkeypatch.setenv(cpu_stem.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(cpu_stem.SWITCH_ENV, raising=False)
+    cpu_stem._load.cache_clear()
+    yield tmp_path
+    cpu_stem._load.cache_clear()
+
+
+def randomised_routing(channels: int, groups: int, seed: int) -> RoutingFunction:
+    """Random conv, bias, LayerNorm and head parameters, so every term of the stem shows in the result (fresh heads
+    are zero: their outputs, and the stem's gradients, would not depend on the stem at all)."""
+    torch.manual_seed(seed)
+    routing = RoutingFunction(channels, groups)
+    with torch.no_grad():
+        routing.offset_head.weight.normal_(0, 1.0)
+        routing.scale_head.weight.normal_(0, 1.0)
+        for conv in routing.stem[0::3]:
+            conv.weight.normal_(0, 0.4)
+            conv.bias.normal_(0, 0.5)
+        for norm in routing.stem[1::3]:
+            norm.weight.normal_(1, 0.3)
+            norm.bias.normal_(0, 0.3)
+    return routing
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("channels", "groups"), [(8, 8), (16, 8), (32, 8), (64, 8), (128, 8), (96, 3), (128, 2)],
+)
+@pytest.mark.parametrize(("height", "width"), [(9, 21), (4, 3), (16, 16)])
+def test_fused_stem_matches_float64_stem(channels: int, groups: int, height: int, width: int) -> None:
+    routing = randomised_routing(channels, groups, seed=channels + width)
+    x = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(height)) * 2 + 0.5
+    with torch.inference_mode():
+        reference = routing.double().stem(x.double()).mean(dim=(2, 3))
+        routing.float()
+        assert cpu_stem.applies(routing.stem, x)
+        fused = cpu_stem.fused_stem_features(routing.stem, x.contiguous(memory_format=torch.channels_last))
+    assert fused.shape == reference.shape
+    assert ((fused.double() - reference).norm() / reference.norm()).item() < 1e-5
+
+
+@needs_compiler
+def test_routing_function_uses_the_kernel_only_for_inference(monkeypatch) -> None:
+    calls = []
+    real = cagr.fused_stem_features
+    monkeypatch.setattr(cagr, "fused_stem_features", lambda stem, x: calls.append(1) or real(stem, x))
+    routing = randomised_routing(16, 8, seed=0)
+    x = torch.randn(1, 16, 12, 12)
+    with torch.no_grad():
+        fused = routing(x)
+    assert calls == [1]
+    trained = routing(x)  # gradients wanted: the PyTorch stem, which autograd can differentiate
+    assert calls == [1]
+    trained[0].sum().backward()
+    assert routing.stem[0].weight.grad is not None and routing.stem[0].weight.grad.abs().sum() > 0
+    for got, want in zip(fused, trained):
+        assert torch.allclose(got, want.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_unsupported_layers_fall_back() -> None:
+    x = torch.randn(1, 48, 8, 8)
+    with torch.no_grad():
+        assert not cpu_stem.applies(RoutingFunction(48, 2).stem, x)  # 24 channels per group: no kernel form
+        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, x[:, :16].double())
+        stem = RoutingFunction(16, 8).stem
+        stem[2] = torch.nn.GELU(approximate="tanh")
+        assert not cpu_stem.applies(stem, x[:, :16])
+
+
+def test_switch_turns_the_kernel_off(monkeypatch) -> None:
+    monkeypatch.setenv(cpu_stem.SWITCH_ENV, "off")
+    usable, detail = cpu_stem.status()
+    assert not usable and cpu_stem.SWITCH_ENV in detail
+    with torch.no_grad():
+        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, torch.randn(1, 16, 8, 8))
+
+
+@needs_compiler
+def test_build_is_cached_and_written_atomically(fresh_build) -> None:
+    usable, detail = cpu_stem.status()
+    assert usable, detail
+    built = list(fresh_build.iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so" and str(built[0]) in detail
+    stamp = built[0].stat().st_mtime_ns
+    cpu_stem._load.cache_clear()
+    assert cpu_stem.status()[0]
+    assert list(fresh_build.iterdir()) == built and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_without_a_compiler_the_stem_runs_in_pytorch(fresh_build, monkeypatch) -> None:
+    monkeypatch.setenv("CC", "no-such-compiler-mrsynth")
+    usable, detail = cpu_stem.status()
+    assert not usable and "compiler" in detail
+    routing = randomised_routing(16, 8, seed=1)
+    x = torch.randn(1, 16, 10, 10)
+    with torch.no_grad():
+        offsets, scale = routing(x)
+    assert torch.isfinite(offsets).all() and torch.isfinite(scale).all()
+    assert not list(fresh_build.iterdir())
+
+
+def test_a_failing_compiler_is_reported_and_leaves_no_file(fresh_build, monkeypatch, tmp_path_factory) -> None:
+    fake = tmp_path_factory.mktemp("bin") / "cc"
+    fake.write_text("#!/bin/sh\necho 'error: this compiler always fails' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    usable, detail = cpu_stem.status()
+    assert not usable and "always fails" in detail
+    assert not list(fresh_build.iterdir())
