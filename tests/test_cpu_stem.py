@@ -85,6 +85,14 @@ def test_unsupported_layers_fall_back() -> None:
         assert not cpu_stem.applies(stem, x[:, :16])
 
 
+def test_unknown_switch_value_is_a_user_error(monkeypatch) -> None:
+    from mrsynth.errors import InputError
+
+    monkeypatch.setenv(cpu_stem.SWITCH_ENV, "fast")
+    with pytest.raises(InputError, match="unknown value 'fast'"):
+        cpu_stem.status()
+
+
 def test_switch_turns_the_kernel_off(monkeypatch) -> None:
     monkeypatch.setenv(cpu_stem.SWITCH_ENV, "off")
     usable, detail = cpu_stem.status()
@@ -125,3 +133,13 @@ def test_a_failing_compiler_is_reported_and_leaves_no_file(fresh_build, monkeypa
     usable, detail = cpu_stem.status()
     assert not usable and "always fails" in detail
     assert not list(fresh_build.iterdir())
+
+
+def test_info_reports_the_kernel(monkeypatch) -> None:
+    from mrsynth.cli.info import collect_info
+
+    monkeypatch.setenv(cpu_stem.SWITCH_ENV, "off")
+    assert collect_info()["cpu_stem_kernel"] == {"usable": False, "detail": cpu_stem.status()[1]}
+    monkeypatch.delenv(cpu_stem.SWITCH_ENV)
+    usable, detail = cpu_stem.status()
+    assert collect_info()["cpu_stem_kernel"] == {"usable": usable, "detail": detail}

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mrsynth.errors import InputError
+
 SOURCE = Path(__file__).with_name("routing_stem.c")
 CACHE_ENV = "MRSYNTH_KERNEL_CACHE"
 SWITCH_ENV = "MRSYNTH_CPU_KERNELS"
@@ -40,6 +42,7 @@ CFLAGS = (
     "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared",
     "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math",
 )
+SWITCHES = ("auto", "off")
 SUPPORTED_GROUP_WIDTHS = (1, 2, 4, 8)  # and any multiple of 16
 
 _LOCK = threading.Lock()
@@ -97,7 +100,8 @@ def _build(cc: str) -> Path:
             [cc, *CFLAGS, str(SOURCE), "-o", partial, "-lm"], capture_output=True, text=True, timeout=300
         )
         if done.returncode:
-            raise RuntimeError(f"{Path(cc).name} failed: {done.stderr.strip().splitlines()[-1:]}")
+            last_line = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise RuntimeError(f"{Path(cc).name} failed: {last_line}")
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):
@@ -129,8 +133,10 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
 def status() -> tuple[bool, str]:
     """(usable, detail) for reports: whether the fused stem runs here, and why not."""
     switch = os.environ.get(SWITCH_ENV, "auto").strip().lower() or "auto"
-    if switch in ("off", "0", "false", "no"):
-        return False, f"turned off by {SWITCH_ENV}={switch}"
+    if switch not in SWITCHES:
+        raise InputError(SWITCH_ENV, f"unknown value {switch!r}", f"choose one of {', '.join(SWITCHES)}")
+    if switch == "off":
+        return False, f"turned off by {SWITCH_ENV}=off"
     library, detail = _load()
     return library is not None, detail
 
