@@ -65,13 +65,16 @@ class SynthesisResult:
     seconds: float
     slices: int
     warnings: list[str] = field(default_factory=list)
+    intensity: str = "normalised"
+    """``normalised`` (the target's [0, 1] scale) or ``matched to <scan>`` (``--match-intensity``)."""
 
     def record(self) -> dict[str, Any]:
         """The JSON line of ``--json``."""
         return {
             "subject": self.subject, "status": "ok", "output": _str(self.output), "preview": _str(self.preview),
             "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario, "device": self.device,
-            "seconds": round(self.seconds, 3), "slices": self.slices, "warnings": self.warnings,
+            "seconds": round(self.seconds, 3), "slices": self.slices, "intensity": self.intensity,
+            "warnings": self.warnings,
         }
 
 
@@ -122,13 +125,17 @@ class Synthesizer:
         overwrite: bool = False,
         preview: str | Path | None = None,
         progress: Progress | None = None,
+        match_intensity: VolumeSource | None = None,
     ) -> SynthesisResult:
         """Synthesize the target for one subject.
 
         ``inputs`` maps contrast names (any spelling: ``t1n``, ``T1w``...) to files or SimpleITK images; its FIRST
         entry is the reference grid. The others are resampled onto it (linear), or rigidly registered to it first
         with ``register=True``. They reach the model in the checkpoint's channel order whatever their order here.
+        ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
+        (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
         """
+        from mrsynth.intensity import read_intensity_reference
         from mrsynth.io import check_output_path
 
         started = time.perf_counter()
@@ -136,6 +143,7 @@ class Synthesizer:
         for path in (out, preview):
             if path is not None:
                 check_output_path(path, overwrite)
+        intensity_reference = read_intensity_reference(match_intensity) if match_intensity is not None else None
         reference_name = next(iter(named))
         warnings = [f"--{c} is not used by this model ({self.scenario})" for c in named
                     if c not in self.inputs and c != reference_name]
@@ -148,6 +156,15 @@ class Synthesizer:
         canonical, stack = self._stack(aligned)
         synthesis = self._run(stack, progress)
         image = _to_reference_grid(synthesis, canonical, reference)
+        intensity = "normalised"
+        if intensity_reference is not None:
+            import SimpleITK as sitk
+
+            from mrsynth.intensity import match_intensity as match
+
+            foreground = np.any([sitk.GetArrayViewFromImage(aligned[c]) != 0 for c in self.inputs], axis=0)
+            image = match(image, intensity_reference, foreground)
+            intensity = f"matched to {_describe(match_intensity)}"
         written = None
         if out is not None:
             from mrsynth.io import write_volume
@@ -167,6 +184,7 @@ class Synthesizer:
             subject=subject or _subject_name(named[reference_name]), image=image, output=written, preview=preview_path,
             reference=reference_name, inputs={c: _describe(s) for c, s in named.items()}, scenario=self.scenario,
             device=self.device, seconds=time.perf_counter() - started, slices=int(stack.shape[0]), warnings=warnings,
+            intensity=intensity,
         )
 
     # -- steps ---------------------------------------------------------------------------------------------------
@@ -291,15 +309,18 @@ def synthesize(
     overwrite: bool = False,
     preview: str | Path | None = None,
     progress: Progress | None = None,
+    match_intensity: VolumeSource | None = None,
 ) -> SynthesisResult:
     """Synthesize one subject; ``inputs`` maps contrasts to files or images, the first one being the reference grid.
 
     ``model`` is a ``.safetensors`` path, a registry name, ``hf://OWNER/REPO[/FILE][@REV]`` or None (the
-    registry's default model for these inputs, ``target`` choosing among several).
+    registry's default model for these inputs, ``target`` choosing among several). ``match_intensity`` is a scan of
+    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`).
     """
     names = [_canonical_or_fail(name, f"--{name}") for name in inputs]
     synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size)
-    return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress)
+    return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress,
+                       match_intensity=match_intensity)
 
 
 @dataclass
@@ -327,13 +348,19 @@ def synthesize_batch(
     register: bool = False,
     overwrite: bool = False,
     preview_dir: Path | None = None,
+    match_intensity: VolumeSource | None = None,
 ) -> Iterator[BatchItem]:
     """Synthesize subject after subject with one loaded model; a failing subject is reported, never fatal.
 
     An output that already exists (without ``overwrite``) is skipped, so an interrupted batch resumes where it
     stopped. Only the contrasts the model takes are used (a dataset folder may hold the target itself); the first
-    of them in the subject's order (CSV column order) is its reference grid.
+    of them in the subject's order (CSV column order) is its reference grid. ``match_intensity`` (one scan for all
+    subjects) is checked before the first subject: a bad file stops the batch with an InputError.
     """
+    from mrsynth.intensity import read_intensity_reference
+
+    if match_intensity is not None:
+        read_intensity_reference(match_intensity)
     for subject in subjects:
         started = time.perf_counter()
         if subject.output is None:
@@ -350,7 +377,7 @@ def synthesize_batch(
         preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
         try:
             result = synthesizer(ordered, subject.output, subject=subject.name, register=register,
-                                 overwrite=overwrite, preview=preview)
+                                 overwrite=overwrite, preview=preview, match_intensity=match_intensity)
         except InputError as exc:
             yield BatchItem(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
         except Exception as exc:  # isolation: one subject's unexpected failure must not stop the others

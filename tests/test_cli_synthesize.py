@@ -115,6 +115,9 @@ def _bad_case(name: str, tmp: Path, case: dict[str, Path]) -> tuple[list[object]
         model = tmp / "model.safetensors"
         model.write_bytes(pickle.dumps(_Touch(marker)))
         return ["--t1", t1, "--t2", t2, "--out", out, "--model", model], model
+    elif name == "truncated --match-intensity scan":
+        bad.write_bytes(raw[: len(raw) // 3])
+        return ["--t1", t1, "--t2", t2, "--out", out, "--model", model, "--match-intensity", bad], bad
     elif name == "pickled .pt checkpoint":
         model = tmp / "model.pt"
         model.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
@@ -134,7 +137,7 @@ class _Touch:
 
 BATTERY = ["missing file", "empty file", "truncated .nii.gz", "text file named .nii.gz", "4-D volume", "2-D image",
            "all-NaN volume", "all-zero volume", "fields of view do not overlap", "output folder does not exist",
-           "output exists", "checkpoint with a pickle inside", "pickled .pt checkpoint"]
+           "output exists", "checkpoint with a pickle inside", "pickled .pt checkpoint", "truncated --match-intensity scan"]
 
 
 @pytest.mark.parametrize("name", BATTERY)
@@ -234,6 +237,27 @@ def test_batch_csv_isolates_a_failing_subject_and_resumes(tmp_path, case):
     assert again.exit_code == 1
     assert [json.loads(line)["status"] for line in again.stdout.strip().splitlines()] == ["skipped", "failed", "skipped"]
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == stamps  # resumed, nothing redone
+
+
+def test_match_intensity_in_batch_mode(tmp_path, case):
+    """One reference scan for every subject; a bad one stops the batch before any output is written."""
+    files = _subjects(tmp_path, case, ["a", "b"])
+    (tmp_path / "list.csv").write_text("subject,t1,t2\n" + "".join(f"{n},{t1.name},{t2.name}\n"
+                                                               for n, (t1, t2) in files.items()))
+    out_dir = tmp_path / "synth"
+    missing = tmp_path / "no-such-flair.nii.gz"
+    refused = run("--batch", tmp_path / "list.csv", "--out-dir", out_dir, "--model", case["model"],
+                  "--match-intensity", missing)
+    assert_one_error_line(refused, missing)
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+    reference = files["a"][1]  # any scan in scanner units will do as the test's reference
+    result = run("--batch", tmp_path / "list.csv", "--out-dir", out_dir, "--model", case["model"],
+                 "--match-intensity", reference, "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["intensity"] for r in records] == [f"matched to {reference}"] * 2
+    data = np.asarray(nib.load(str(out_dir / "b-flair.nii.gz")).dataobj)
+    assert data.max() > 1  # in the reference's units, not the normalised [0, 1] scale
 
 
 def test_input_dir_with_brats_names_and_previews(tmp_path, case):

@@ -185,3 +185,44 @@ def test_training_mismatch_warnings(shared_data):
     brain = read_volume(DEMO_T1)  # real, skull-stripped, 1 mm
     assert training_mismatch(brain, flair_model, "t1") == []
     assert "looks skull-stripped" in " ".join(training_mismatch(brain, {"skull_stripped": False}, "t1"))
+
+
+@pytest.fixture(scope="module")
+def intensity_reference(tmp_path_factory) -> Path:
+    """A scan in scanner-like units: the crop's T2 (a real intensity distribution), scaled and offset."""
+    image = nib.load(str(crop(DEMO_T2, tmp_path_factory.mktemp("reference") / "raw.nii.gz")))
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    target = tmp_path_factory.mktemp("reference") / "scanner-flair.nii.gz"
+    nib.save(nib.Nifti1Image(np.where(data > 0, data * 3.7 + 250.0, 0).astype(np.float32), image.affine), str(target))
+    return target
+
+
+def test_match_intensity_maps_the_foreground_monotonically_onto_the_reference(case, synth, baseline,
+                                                                               intensity_reference):
+    result = synth({"t1": case["t1"], "t2": case["t2"]}, match_intensity=intensity_reference)
+    assert result.intensity == f"matched to {intensity_reference}"
+    assert result.record()["intensity"] == result.intensity and baseline.record()["intensity"] == "normalised"
+    matched, normalised = values(result.image), values(baseline.image)
+    # Background: voxels where every input is zero once normalised (the model's input), as the docs say.
+    inputs = [normalize(values(read_volume(case[c])), synth.metadata["normalization"])[0] for c in ("t1", "t2")]
+    background = np.all([v == 0 for v in inputs], axis=0)
+    assert background.any() and (matched[background] == 0).all()
+    fore_matched, fore_normalised = matched[~background], normalised[~background]
+    order = np.argsort(fore_normalised, kind="stable")
+    assert (np.diff(fore_matched[order]) >= -1e-3).all()  # monotone: the synthesis' contrast ordering is kept
+    reference = values(read_volume(intensity_reference))
+    reference = reference[reference > reference.mean()]  # the voxels ITK's matcher builds its histogram from
+    head = fore_matched[fore_matched > fore_matched.mean()]
+    for q in (0.25, 0.5, 0.75):
+        assert abs(np.quantile(head, q) - np.quantile(reference, q)) < 0.05 * np.ptp(reference), q
+    assert normalised.max() <= 1 < np.median(head)  # no longer in the [0, 1] scale
+
+
+def test_a_bad_intensity_reference_is_refused_before_any_work(tmp_path, case, synth):
+    out = tmp_path / "out.nii.gz"
+    broken = tmp_path / "reference.nii.gz"
+    broken.write_bytes(b"not a volume")
+    with pytest.raises(InputError) as caught:
+        synth({"t1": case["t1"], "t2": case["t2"]}, out=out, match_intensity=broken)
+    assert caught.value.source == str(broken)
+    assert not out.exists()

@@ -38,6 +38,10 @@ def synthesize_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (and previews)."),
     register: bool = typer.Option(False, "--register", help="Rigidly register every input to the reference (first "
                                   "input) with mutual information instead of trusting the headers."),
+    match_intensity: Optional[Path] = typer.Option(
+        None, "--match-intensity", help="A scan of the target contrast (e.g. the same sequence from your scanner): "
+        "the output takes its intensity distribution (histogram matching) instead of the normalised [0, 1] scale.",
+        metavar="FILE"),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Write a PNG of three orthogonal mid-slices of "
                                            "the inputs and the synthesis (batch mode: a folder for one PNG per "
                                            "subject).", metavar="PNG"),
@@ -60,7 +64,7 @@ def synthesize_command(
     """
     contrasts = {name: ctx.params[name] for name in ctx.params if name in CONTRAST_OPTIONS and ctx.params[name]}
     options = {"model": model, "target": target, "device": device, "batch_size": batch_size,
-               "overwrite": overwrite, "register": register}
+               "overwrite": overwrite, "register": register, "match_intensity": match_intensity}
     if batch is not None or input_dir is not None:
         if contrasts or out is not None:
             raise InputError("--batch/--input-dir", "batch mode takes inputs from the list or folder",
@@ -91,7 +95,8 @@ def _run_single(contrasts: dict[str, Path], out: Path, preview: Optional[Path], 
     with progress_bar(console, *columns) as bar:
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=None)
         result = synthesizer(contrasts, out, register=options["register"], overwrite=options["overwrite"],
-                             preview=preview, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                             preview=preview, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                             match_intensity=options["match_intensity"])
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"wrote {result.output} ({result.scenario}, {result.slices} slices, {result.seconds:.1f} s on "
@@ -121,7 +126,8 @@ def _run_batch(batch: Optional[Path], input_dir: Optional[Path], out_dir: Option
     with progress_bar(console, *columns) as bar:
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=len(subjects))
         for item in synthesize_batch(synthesizer, subjects, register=options["register"],
-                                     overwrite=options["overwrite"], preview_dir=preview):
+                                     overwrite=options["overwrite"], preview_dir=preview,
+                                     match_intensity=options["match_intensity"]):
             items.append(item)
             bar.advance(task)
             if as_json:
