@@ -46,14 +46,6 @@ def stderr_console(quiet: bool = False) -> Any:
     return Console(stderr=True, quiet=quiet)
 
 
-def progress_bar(console: Any, *columns: Any, transient: bool = True) -> Any:
-    """A rich progress bar on ``console`` that stays off when that stream is no terminal, so logs and pipelines
-    get neither redraw noise nor the blank line a stopped live display leaves behind."""
-    from rich.progress import Progress
-
-    return Progress(*columns, console=console, transient=transient, disable=not console.is_terminal)
-
-
 def emit_json(record: dict[str, Any]) -> None:
     """One JSON object per line on stdout, flushed, so ``mrsynth ... --json | jq`` streams."""
     sys.stdout.write(json.dumps(record, default=str) + "\n")

@@ -7,8 +7,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from mrsynth.cli.common import emit_json, progress_bar, stderr_console, user_errors
+from mrsynth.cli.common import emit_json, stderr_console, user_errors
 from mrsynth.errors import InputError
+from mrsynth.progress import progress_bar
 
 DATASETS = ("ixi", "brats")
 

@@ -9,8 +9,9 @@ from typing import Optional
 
 import typer
 
-from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, progress_bar, stderr_console, user_errors
+from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, stderr_console, user_errors
 from mrsynth.errors import InputError
+from mrsynth.progress import progress_bar
 
 REASON_WIDTH = 90
 FULL_TABLE_LIMIT = 40  # above this many subjects the table lists only the skipped and failed ones

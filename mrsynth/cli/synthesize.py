@@ -11,8 +11,9 @@ from typing import Any, Optional
 
 import typer
 
-from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, progress_bar, stderr_console, user_errors
+from mrsynth.cli.common import EXIT_OK, EXIT_PARTIAL, emit_json, stderr_console, user_errors
 from mrsynth.errors import InputError
+from mrsynth.progress import progress_bar
 
 CONTRAST_OPTIONS = ("t1", "t1c", "t2", "pd", "flair")
 

@@ -363,7 +363,9 @@ def _progress(console: Any, total: int, start: int) -> Iterator[Any]:
     if console is None or getattr(console, "quiet", False):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from mrsynth.progress import progress_bar
 
     class _Rate(TextColumn):
         def render(self, task: Any) -> Any:  # rich's own speed column is per-second only when fast
@@ -372,9 +374,9 @@ def _progress(console: Any, total: int, start: int) -> Iterator[Any]:
             speed = task.finished_speed or task.speed
             return Text(f"{speed:.2f} it/s" if speed else "-- it/s")
 
-    with Progress(
-        TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
-        _Rate(""), TimeRemainingColumn(), console=console, transient=False, disable=not console.is_terminal,
+    with progress_bar(
+        console, TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        _Rate(""), TimeRemainingColumn(), transient=False,
     ) as progress:
         progress.add_task("train", total=total, completed=start, loss="")
         yield progress
