@@ -1,5 +1,5 @@
-"""The bundled FLAIR model's held-out figures, as its registry entry and model card state them, are what
-`mrsynth eval` measures on the holdout case (the commands a user would run)."""
+"""The bundled models' held-out figures, as their registry entries and model cards state them, are what
+`mrsynth eval` measures (the commands a user would run): FLAIR on the holdout case, PD on avg152 z >= 45."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mrsynth.hub import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 FLAIR = "agi-net-tiny-brats-t1t2-flair"
+PD = "agi-net-tiny-avg152-t1t2-pd"
 
 
 def entry(name: str) -> dict:
@@ -42,3 +43,21 @@ def test_flair_model_card_figures_are_what_eval_measures_on_the_holdout(shared_d
     card = (REPO / "weights" / entry(FLAIR)["card"]).read_text()
     assert f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.csv", "summary.json"}
+
+
+def test_pd_model_card_figures_are_what_eval_measures_on_the_test_slices(shared_data: Path, tmp_path: Path) -> None:
+    avg152 = shared_data / "spm12_avg152"
+    t1, t2, truth = (str(avg152 / f"avg152{c}.nii.gz") for c in ("T1", "T2", "PD"))
+    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, "--out", "pd.nii.gz", "--device", "cpu", "-q"],
+               tmp_path)
+    assert made.returncode == 0, made.stderr
+    scored = run(["eval", "--pred", "pd.nii.gz", "--truth", truth, "--normalize", "truth", "--slices", "45:",
+                  "--input", t1, "--input", t2, "--json", "-q"], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    summary = json.loads(scored.stdout.splitlines()[-1])
+    stated = entry(PD)["metrics"]
+    assert summary["n_slices"] == 46
+    for metric in ("psnr", "ssim", "mae"):
+        assert summary[metric]["mean"] == pytest.approx(stated[metric], abs=0.005), metric
+    card = (REPO / "weights" / entry(PD)["card"]).read_text()
+    assert f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card and entry(PD)["sha256"] in card
