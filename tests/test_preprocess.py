@@ -79,6 +79,14 @@ def test_brats_store_holds_both_subjects_normalised_on_240_grid(brats_store):
 
 # --- acceptance 3: interruption, resume, determinism -----------------------------------------------------------
 
+def _manifest_subjects(store: Path) -> dict:
+    """The subjects the store's manifest lists as finished (none while it does not exist yet)."""
+    try:
+        return json.loads((store / "manifest.json").read_text())["subjects"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return {}
+
+
 def test_killed_then_resumed_run_equals_uninterrupted_run(brats_store, tmp_path):
     root = str(Path(SliceStore(brats_store).manifest["root"]))
     args = [*BRATS_ARGS, "--root", root, "--workers", "1"]
@@ -86,7 +94,9 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(brats_store, tmp_path)
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subjects = tmp_path / "store" / "subjects"
     deadline = time.monotonic() + 120
-    while not any(p.suffix == ".npy" and not p.name.startswith(".") for p in subjects.glob("*.npy")):
+    # Kill once the first subject is *finished*: its .npy and its manifest entry both written (a kill between the
+    # two rightly makes the resumed run redo that subject, which this test would misread as not resuming).
+    while not _manifest_subjects(tmp_path / "store"):
         assert process.poll() is None and time.monotonic() < deadline, "run ended before writing a subject"
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)  # the whole process group, as a hard kill would
