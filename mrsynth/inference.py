@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import SimpleITK as sitk
     import torch
 
+    from mrsynth.intensity import IntensityReference
+
 VolumeSource = Union[str, Path, "sitk.Image"]
 Progress = Callable[[int, int], None]
 """progress(slices_done, slices_total), called after every batch."""
@@ -125,7 +127,7 @@ class Synthesizer:
         overwrite: bool = False,
         preview: str | Path | None = None,
         progress: Progress | None = None,
-        match_intensity: VolumeSource | None = None,
+        match_intensity: Union[VolumeSource, "IntensityReference", None] = None,
     ) -> SynthesisResult:
         """Synthesize the target for one subject.
 
@@ -135,7 +137,6 @@ class Synthesizer:
         ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
         (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
         """
-        from mrsynth.intensity import read_intensity_reference
         from mrsynth.io import check_output_path
 
         started = time.perf_counter()
@@ -143,7 +144,7 @@ class Synthesizer:
         for path in (out, preview):
             if path is not None:
                 check_output_path(path, overwrite)
-        intensity_reference = read_intensity_reference(match_intensity) if match_intensity is not None else None
+        intensity_reference = _intensity_reference(match_intensity)
         reference_name = next(iter(named))
         warnings = [f"--{c} is not used by this model ({self.scenario})" for c in named
                     if c not in self.inputs and c != reference_name]
@@ -163,8 +164,8 @@ class Synthesizer:
             from mrsynth.intensity import match_intensity as match
 
             foreground = np.any([sitk.GetArrayViewFromImage(aligned[c]) != 0 for c in self.inputs], axis=0)
-            image = match(image, intensity_reference, foreground)
-            intensity = f"matched to {_describe(match_intensity)}"
+            image = match(image, intensity_reference.image, foreground)
+            intensity = f"matched to {intensity_reference.label}"
         written = None
         if out is not None:
             from mrsynth.io import write_volume
@@ -355,12 +356,9 @@ def synthesize_batch(
     An output that already exists (without ``overwrite``) is skipped, so an interrupted batch resumes where it
     stopped. Only the contrasts the model takes are used (a dataset folder may hold the target itself); the first
     of them in the subject's order (CSV column order) is its reference grid. ``match_intensity`` (one scan for all
-    subjects) is checked before the first subject: a bad file stops the batch with an InputError.
+    subjects) is read once, before the first subject: a bad file stops the batch with an InputError.
     """
-    from mrsynth.intensity import read_intensity_reference
-
-    if match_intensity is not None:
-        read_intensity_reference(match_intensity)
+    intensity_reference = _intensity_reference(match_intensity)
     for subject in subjects:
         started = time.perf_counter()
         if subject.output is None:
@@ -377,7 +375,7 @@ def synthesize_batch(
         preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
         try:
             result = synthesizer(ordered, subject.output, subject=subject.name, register=register,
-                                 overwrite=overwrite, preview=preview, match_intensity=match_intensity)
+                                 overwrite=overwrite, preview=preview, match_intensity=intensity_reference)
         except InputError as exc:
             yield BatchItem(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
         except Exception as exc:  # isolation: one subject's unexpected failure must not stop the others
@@ -511,6 +509,15 @@ def _canonical_or_fail(name: str, label: str) -> str:
     if contrast is None:
         raise InputError(label, f"unknown contrast {name!r}", f"use one of {', '.join(CONTRASTS)}")
     return contrast
+
+
+def _intensity_reference(source: Union[VolumeSource, "IntensityReference", None]) -> "IntensityReference | None":
+    """``--match-intensity`` read once (an already read reference passes through), labelled like the inputs."""
+    from mrsynth.intensity import IntensityReference, read_intensity_reference
+
+    if source is None or isinstance(source, IntensityReference):
+        return source
+    return read_intensity_reference(source, _describe(source))
 
 
 def _describe(source: VolumeSource) -> str:

@@ -10,6 +10,7 @@ zero once normalised (outside the brain of a skull-stripped scan) stay zero.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -22,13 +23,22 @@ HISTOGRAM_LEVELS = 1024
 MATCH_POINTS = 7  # quantile landmarks the piecewise-linear map passes through (ITK's default)
 
 
-def read_intensity_reference(source: Union[str, Path, "sitk.Image"]) -> "sitk.Image":
+@dataclass(frozen=True)
+class IntensityReference:
+    """A reference scan read once, so that batch mode can reuse it for every subject, with the name reports use."""
+
+    image: "sitk.Image"
+    label: str
+
+
+def read_intensity_reference(source: Union[str, Path, "sitk.Image"], label: str) -> IntensityReference:
     """The reference scan as float32, read with the same checks as any input (a bad file is an InputError)."""
     import SimpleITK as sitk
 
     from mrsynth.io import read_volume
 
-    return read_volume(source) if isinstance(source, (str, Path)) else sitk.Cast(source, sitk.sitkFloat32)
+    image = read_volume(source) if isinstance(source, (str, Path)) else sitk.Cast(source, sitk.sitkFloat32)
+    return IntensityReference(image, label)
 
 
 def match_intensity(synthesis: "sitk.Image", reference: "sitk.Image", foreground: np.ndarray) -> "sitk.Image":
