@@ -47,6 +47,16 @@ def test_table_goes_to_stderr(weights):
     assert CliRunner().invoke(app, ["models", "-q"]).stderr == ""
 
 
+def test_narrow_terminal_drops_columns_not_model_names(weights, monkeypatch):
+    two_models(weights)
+    monkeypatch.setenv("COLUMNS", "80")
+    table = CliRunner().invoke(app, ["models"]).stderr
+    assert "agi-net-ixi-t1t2-pd" in table and "resunet-brats-flair" in table and "t1,t1c,t2->flair" in table
+    assert "27.25" in table and "90.50" in table  # PSNR and SSIM stay
+    assert "hf://lab" not in table and "CC-BY-4.0" not in table  # the widest, least needed columns go
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+
 def test_json_is_one_line_per_model(weights):
     entries = two_models(weights)
     result = CliRunner().invoke(app, ["models", "--json"])

@@ -91,6 +91,21 @@ def test_dataset_pairs_inputs_and_target_in_the_asked_order(store):
     np.testing.assert_array_equal(y.numpy()[0], expected[1])
 
 
+def test_float32_store_samples_are_writable_copies(tmp_path):
+    """A float32 store needs no dtype conversion, so a sample could silently be a read-only view of the map."""
+    array = np.random.default_rng(3).random((2, len(CONTRASTS), 16, 12)).astype(np.float32)
+    write_subject(tmp_path, "S1", array)
+    write_manifest(tmp_path, {"kind": STORE_KIND, "format": STORE_FORMAT, "contrasts": CONTRASTS, "slice_size": [16, 12],
+                              "split": {"S1": "train"}, "subjects": {"S1": {"n_slices": 2, "slice_indices": [0, 1]}}})
+    dataset = SliceDataset(tmp_path, split="train", inputs=["t1", "t2"], target="pd")
+    x, y = dataset[1]
+    memory_map = dataset._maps["S1"]
+    assert not np.shares_memory(x.numpy(), memory_map) and not np.shares_memory(y.numpy(), memory_map)
+    y += 1.0  # on a view of the read-only map this would crash the process
+    np.testing.assert_array_equal(y.numpy()[0], array[1, 2] + 1.0)
+    np.testing.assert_array_equal(np.load(subject_file(tmp_path, "S1")), array)
+
+
 def test_dataset_slice_filter_sees_original_axial_indices(store):
     path, _ = store
     seen = []

@@ -11,7 +11,7 @@ from mrsynth.cli.common import emit_json, stderr_console, user_errors
 
 def _source(entry: dict[str, Any]) -> str:
     if entry["source"] == "bundled":
-        return f"bundled: {entry['file']}"
+        return "bundled" if entry["file"] == f"{entry['name']}.safetensors" else f"bundled: {entry['file']}"
     hub = entry["hub"]
     return f"hf://{hub['repo']}/{hub['file']}@{hub['revision'][:8]}"
 
@@ -53,15 +53,36 @@ def models_command(
         return
     from rich.table import Table
 
+    rows = [{"name": e["name"], "scenario": e["scenario"], "arch": e["arch"], "source": _source(e),
+             "size MB": f"{e['size'] / 1e6:.1f}", "PSNR dB": _metric(e, "psnr"), "SSIM %": _metric(e, "ssim"),
+             "MAE x100": _metric(e, "mae"), "default": "yes" if e["default"] else "", "licence": e["licence"]}
+            for e in entries]
     table = Table(title="mrsynth models", caption=str(registry_path()))
-    numeric = ("size (MB)", "PSNR (dB)", "SSIM (%)", "MAE x100")
-    for column in ("name", "scenario", "arch", "source", *numeric, "default", "licence"):
-        table.add_column(column, justify="right" if column in numeric else "left")
-    for e in entries:
-        table.add_row(e["name"], e["scenario"], e["arch"], _source(e), f"{e['size'] / 1e6:.1f}",
-                      _metric(e, "psnr"), _metric(e, "ssim"), _metric(e, "mae"), "yes" if e["default"] else "",
-                      e["licence"])
+    for column in _columns_that_fit(rows, console.width):
+        table.add_column(column, justify="right" if column in NUMERIC else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(row[str(column.header)] for column in table.columns))
     console.print(table)
+
+
+NUMERIC = ("size MB", "PSNR dB", "SSIM %", "MAE x100")
+COLUMNS = ("name", "scenario", "arch", "source", *NUMERIC, "default", "licence")
+ESSENTIAL = ("name", "scenario", "PSNR dB", "SSIM %", "default")
+OPTIONAL_BY_PRIORITY = ("MAE x100", "source", "size MB", "arch", "licence")
+
+
+def _columns_that_fit(rows: list[dict[str, str]], width: int) -> list[str]:
+    """The columns to show in ``width`` characters: never a truncated model name (it is what users copy into
+    ``--model``), so on a narrow terminal the less important columns go (``--json`` has them all)."""
+
+    def needed(column: str) -> int:  # neither cells nor headers wrap
+        return max(len(column), *(len(row[column]) for row in rows)) + 3  # padding and one border
+
+    chosen = list(ESSENTIAL)
+    for column in OPTIONAL_BY_PRIORITY:
+        if sum(needed(c) for c in chosen) + needed(column) + 1 <= width:
+            chosen.append(column)
+    return [column for column in COLUMNS if column in chosen]
 
 
 def _fetch(specs: list[str], as_json: bool, quiet: bool) -> None:

@@ -52,8 +52,9 @@ class SliceDataset(Dataset):
         slices = self._maps.get(subject)
         if slices is None:
             slices = self._maps[subject] = self.store.slices(subject)
-        x = np.asarray(slices[row, self._input_channels], dtype=np.float32)
-        y = np.asarray(slices[row, self._target_channel][None], dtype=np.float32)
+        # np.array copies: a float32 store's slice would otherwise be a read-only view of the memory map
+        x = np.array(slices[row, self._input_channels], dtype=np.float32)
+        y = np.array(slices[row, self._target_channel][None], dtype=np.float32)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def __getstate__(self) -> dict[str, Any]:
