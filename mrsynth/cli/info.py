@@ -67,6 +67,8 @@ def info_command(as_json: bool = typer.Option(False, "--json", help="Print one J
     from rich.table import Table
 
     table = Table(show_header=False, title=f"mrsynth {info['mrsynth']}")
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # paths wrap whole instead of ending in an ellipsis
     table.add_row("python", f"{info['python']} ({info['platform']})")
     for name, version in info["packages"].items():
         table.add_row(name, version or "[dim]not installed[/dim]")

@@ -36,7 +36,7 @@ def paper_table(summaries: Sequence[dict[str, Any]], dataset: str | None = None,
 
     scenarios = scenario_order([s["scenario"] for s in summaries], dataset)
     table = Table(title=title, show_lines=False)
-    table.add_column("Model")
+    table.add_column("Model", overflow="fold")  # a long path wraps whole
     for scenario in scenarios:
         for i, metric in enumerate(METRICS):
             table.add_column(f"{scenario}\n{HEADERS[metric]}" if i == 0 else f"\n{HEADERS[metric]}", justify="right")
