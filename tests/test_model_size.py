@@ -68,3 +68,41 @@ def test_flops_count_narrow_groups_as_grouped_convs() -> None:
     # Each of the 4 routing convs at 16 channels, 64x64: dense form 16*16*9 MACs per pixel, grouped form 16*2*9.
     zeros = 4 * 2 * 64 * 64 * 9 * (16 * 16 - 16 * 2)
     assert as_run.get_total_flops() - counted == zeros
+
+
+def test_flop_counting_in_one_thread_leaves_other_threads_models_alone() -> None:
+    """count_flops switches narrow convs to their grouped form and suspends the fused stem for its own thread only."""
+    import threading
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mrsynth.models.cagr import GroupedConv2d, grouped_form
+    from mrsynth.ops import cpu_stem
+
+    conv = GroupedConv2d(16, 16, 3, padding=1, groups=8)
+    x = torch.randn(1, 16, 8, 8)
+
+    def flops() -> int:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            conv(x)
+        return counter.get_total_flops()
+
+    dense, grouped = 2 * 16 * 16 * 9 * 64, 2 * 16 * 2 * 9 * 64
+    inside, release = threading.Event(), threading.Event()
+
+    def count_elsewhere() -> None:
+        with grouped_form(), cpu_stem.suspended():
+            inside.set()
+            release.wait(30)
+
+    other = threading.Thread(target=count_elsewhere)
+    other.start()
+    try:
+        assert inside.wait(30)
+        assert flops() == dense and not cpu_stem._SUSPENDED.get()
+        with grouped_form():
+            assert flops() == grouped
+    finally:
+        release.set()
+        other.join()

@@ -7,7 +7,10 @@ parameter and FLOP tables, see ``shared/spec/cagr.md``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +58,24 @@ class GroupedConv2d(nn.Conv2d):
     dense_up_to = 2  # channels per group at or below which the dense form is used
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_cuda or self.groups == 1 or self.in_channels // self.groups > self.dense_up_to:
+        if (x.is_cuda or self.groups == 1 or self.in_channels // self.groups > self.dense_up_to
+                or _GROUPED_FORM.get()):
             return super().forward(x)
         return F.conv2d(x, block_diagonal(self.weight, self.groups), self.bias, self.stride, self.padding)
+
+
+# Per thread (and asyncio task), so that counting FLOPs never changes how another thread's model runs.
+_GROUPED_FORM: contextvars.ContextVar[bool] = contextvars.ContextVar("mrsynth_grouped_form", default=False)
+
+
+@contextlib.contextmanager
+def grouped_form() -> Iterator[None]:
+    """Inside the block every :class:`GroupedConv2d` runs grouped, as defined (what a FLOP count must see)."""
+    token = _GROUPED_FORM.set(True)
+    try:
+        yield
+    finally:
+        _GROUPED_FORM.reset(token)
 
 
 def block_diagonal(weight: Tensor, groups: int) -> Tensor:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mrsynth.models.cagr import GroupedConv2d
+from mrsynth.models.cagr import grouped_form
 from mrsynth.ops import cpu_stem
 
 
@@ -40,11 +40,6 @@ def count_flops(model: nn.Module, x: Tensor) -> int:
     would inflate the model's FLOPs, so they are counted in their grouped form here. The fused CPU routing stem is
     invisible to torch's counter, so the PyTorch stem runs instead.
     """
-    saved = GroupedConv2d.dense_up_to
-    GroupedConv2d.dense_up_to = 0
-    try:
-        with FlopCounterMode(display=False) as counter, cpu_stem.suspended():
-            model(x)
-    finally:
-        GroupedConv2d.dense_up_to = saved
+    with FlopCounterMode(display=False) as counter, grouped_form(), cpu_stem.suspended():
+        model(x)
     return counter.get_total_flops()

@@ -16,6 +16,7 @@ Inference only: the fused layer has no backward, so anything that needs gradient
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import functools
 import hashlib
@@ -46,18 +47,18 @@ SWITCHES = ("auto", "off")
 SUPPORTED_GROUP_WIDTHS = (1, 2, 4, 8)  # and any multiple of 16
 
 _LOCK = threading.Lock()
-_suspended = 0
+# Per thread (and asyncio task): suspending the kernel for a FLOP count must not slow another thread's inference.
+_SUSPENDED: contextvars.ContextVar[bool] = contextvars.ContextVar("mrsynth_cpu_stem_suspended", default=False)
 
 
 @contextlib.contextmanager
 def suspended() -> Iterator[None]:
     """Run the PyTorch stem inside the block, e.g. so that torch's FLOP counter sees its convolutions."""
-    global _suspended
-    _suspended += 1
+    token = _SUSPENDED.set(True)
     try:
         yield
     finally:
-        _suspended -= 1
+        _SUSPENDED.reset(token)
 
 
 def cache_dir() -> Path:
@@ -146,7 +147,7 @@ def applies(stem: nn.Sequential, x: Tensor) -> bool:
     [grouped 3x3 conv, LayerNorm, exact GELU] layers whose group width the kernel has a form for."""
     from mrsynth.models.cagr import ChannelLayerNorm
 
-    if _suspended or x.is_cuda or x.dtype != torch.float32 or x.dim() != 4 or len(stem) % 3:
+    if _SUSPENDED.get() or x.is_cuda or x.dtype != torch.float32 or x.dim() != 4 or len(stem) % 3:
         return False
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in stem.parameters())):
         return False
