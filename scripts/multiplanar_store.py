@@ -68,6 +68,8 @@ def main() -> None:
     start, stop = slab_range(args.train_slab)
     in_slab = (indices >= start) & (indices < stop)
     slab = slices[in_slab]
+    if len(slab) == 0:
+        parser.error(f"no slice of {args.subject} in {args.data} lies in --train-slab {args.train_slab}")
     if len(slab) > min(store.slice_size):  # coronal planes are (slab, W), sagittal ones (H, slab): never crop them
         parser.error(f"a {len(slab)}-slice slab does not fit the store's {store.slice_size[0]}x{store.slice_size[1]} "
                      "slices as a coronal or sagittal plane")

@@ -8,6 +8,11 @@ import typer
 
 from mrsynth.cli.common import emit_json, stderr_console, user_errors
 
+NUMERIC = ("size MB", "PSNR dB", "SSIM %", "MAE x100")
+COLUMNS = ("name", "scenario", "arch", "source", *NUMERIC, "default", "licence")
+ESSENTIAL = ("name", "scenario", "PSNR dB", "SSIM %", "default")
+OPTIONAL_BY_PRIORITY = ("MAE x100", "source", "size MB", "arch", "licence")
+
 
 def _source(entry: dict[str, Any]) -> str:
     if entry["source"] == "bundled":
@@ -65,18 +70,12 @@ def models_command(
     console.print(table)
 
 
-NUMERIC = ("size MB", "PSNR dB", "SSIM %", "MAE x100")
-COLUMNS = ("name", "scenario", "arch", "source", *NUMERIC, "default", "licence")
-ESSENTIAL = ("name", "scenario", "PSNR dB", "SSIM %", "default")
-OPTIONAL_BY_PRIORITY = ("MAE x100", "source", "size MB", "arch", "licence")
-
-
 def _columns_that_fit(rows: list[dict[str, str]], width: int) -> list[str]:
     """The columns to show in ``width`` characters: never a truncated model name (it is what users copy into
     ``--model``), so on a narrow terminal the less important columns go (``--json`` has them all)."""
 
     def needed(column: str) -> int:  # neither cells nor headers wrap
-        return max(len(column), *(len(row[column]) for row in rows)) + 3  # padding and one border
+        return max([len(column), *(len(row[column]) for row in rows)]) + 3  # padding and one border
 
     chosen = list(ESSENTIAL)
     for column in OPTIONAL_BY_PRIORITY:
