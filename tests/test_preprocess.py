@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from mrsynth.cli.app import app
 from mrsynth.data.splits import assign_split
-from mrsynth.data.store import SliceStore
+from mrsynth.data.store import SliceStore, read_manifest
+from mrsynth.errors import InputError
 
 BRATS_ARGS = ["preprocess", "--dataset", "brats", "--out", "store", "--split", "1,1,0", "--seed", "3", "-q"]
 
@@ -80,10 +81,11 @@ def test_brats_store_holds_both_subjects_normalised_on_240_grid(brats_store):
 # --- acceptance 3: interruption, resume, determinism -----------------------------------------------------------
 
 def _manifest_subjects(store: Path) -> dict:
-    """The subjects the store's manifest lists as finished (none while it does not exist yet)."""
+    """The subjects the store's manifest lists as finished (none while it does not exist yet; it is written
+    atomically, so it is never seen half-written)."""
     try:
-        return json.loads((store / "manifest.json").read_text())["subjects"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return read_manifest(store)["subjects"]
+    except InputError:
         return {}
 
 
