@@ -21,7 +21,7 @@ from mrsynth.cli.app import app
 from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
 from mrsynth.models import CAGR, ModelConfig, build_model
 from mrsynth.training import TrainConfig, train
-from mrsynth.training.augment import AugmentedPairs, brain_crop_origin
+from mrsynth.training.augment import AugmentedPairs, brain_crop_origin, zoom
 from mrsynth.training.sampling import ShardedBatchSampler
 from mrsynth.training.state import load_state, save_state
 def phantom(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +103,7 @@ def test_sampler_restart_reproduces_the_stream() -> None:
 
 def test_augmentation_is_a_function_of_the_stream_position() -> None:
     data = PhantomPairs(4, 40, seed=3)
-    aug = AugmentedPairs(data, seed=7, crop=24, flip=True, shift_px=2.0)
+    aug = AugmentedPairs(data, seed=7, crop=24, flip=True, shift_px=2.0, gamma=0.2, scale=(0.5, 1.2))
     x1, y1 = aug[(2, 11)]
     x2, y2 = aug[(2, 11)]
     assert x1.shape == (2, 24, 24) and y1.shape == (1, 24, 24)
@@ -129,6 +129,42 @@ def test_gamma_augmentation_bends_each_input_and_leaves_the_target() -> None:
     log_gamma = np.log(exponents)
     assert np.abs(log_gamma).max() <= 0.3 + 1e-3
     assert log_gamma.min() < -0.1 and log_gamma.max() > 0.1  # both directions drawn
+
+
+def test_zoom_matches_a_float64_reference_on_a_ramp() -> None:
+    """Bilinear sampling reproduces a linear ramp exactly, so inside the zoomed image the output must equal the
+    ramp evaluated at c + (p - c) / factor (c: the image centre, align_corners=False geometry)."""
+    g = torch.Generator().manual_seed(5)
+    a, b, c = (float(v) for v in torch.rand(3, generator=g))
+    height, width = 48, 40
+    rows = torch.arange(height, dtype=torch.float64)[:, None]
+    cols = torch.arange(width, dtype=torch.float64)[None, :]
+    ramp = (a * rows / height + b * cols / width + c).expand(height, width)
+    for factor in (0.45, 0.8, 1.3):
+        out = zoom(ramp[None].float(), factor)[0].double()
+        src_rows = (height - 1) / 2 + (rows - (height - 1) / 2) / factor
+        src_cols = (width - 1) / 2 + (cols - (width - 1) / 2) / factor
+        reference = (a * src_rows / height + b * src_cols / width + c).expand(height, width)
+        inside = ((src_rows >= 0) & (src_rows <= height - 1)) & ((src_cols >= 0) & (src_cols <= width - 1))
+        error = (out - reference).abs()[inside] / reference.abs()[inside]
+        assert float(error.max()) < 1e-5, factor
+        if factor < 1:  # zooming out: everything beyond the shrunken image is background
+            far = (src_rows < -1) | (src_rows > height) | (src_cols < -1) | (src_cols > width)
+            assert far.any() and bool((out[far] == 0).all())
+
+
+def test_scale_augmentation_zooms_inputs_and_target_together() -> None:
+    g = torch.Generator().manual_seed(11)
+    x = torch.rand(2, 64, 64, generator=g) * 0.9 + 0.1  # no background: the non-zero area measures the zoom
+    pairs = AugmentedPairs([(x, x[:1].clone())], seed=3, flip=False, scale=(0.3, 1.2))
+    areas = []
+    for position in range(40):
+        xa, ya = pairs[(0, position)]
+        assert xa.shape == (2, 64, 64) and torch.equal(ya[0], xa[0])  # one transform for inputs and target
+        areas.append(float((xa[0] != 0).float().mean()))
+    side = np.sqrt(areas)  # fraction of the side still covered = min(factor, 1)
+    assert side.min() >= 0.3 - 0.03 and side.min() < 0.45  # small heads are drawn
+    assert max(areas) == 1.0 and sum(a == 1.0 for a in areas) < len(areas)  # zoom-ins fill the field
 
 
 def test_brain_crop_stays_on_the_brain() -> None:
@@ -166,7 +202,7 @@ def _tiny(arch: str = "agi-net") -> ModelConfig:
 
 
 def test_resume_after_interrupt_is_bitwise_identical(tmp_path: Path) -> None:
-    config = TrainConfig(framework="pix2pix", iters=6, batch_size=2, lr=1e-3, crop=24, shift_px=1.0,
+    config = TrainConfig(framework="pix2pix", iters=6, batch_size=2, lr=1e-3, crop=24, shift_px=1.0, scale=(0.6, 1.1),
                          val_every=3, save_every=100, log_every=1, lr_schedule="cosine")
     data, val = PhantomPairs(6, 32, seed=0), PhantomPairs(2, 32, seed=1)
     straight = train(_tiny(), data, val, tmp_path / "a", config, phantom_metadata(), device="cpu")
@@ -239,9 +275,11 @@ def test_cli_trains_every_arch_and_framework(store: Path, tmp_path: Path, arch: 
         "train", "--data", str(store), "--scenario", "t1,t2->flair", "--arch", arch, "--framework", framework,
         "--widths", "8,16,16,32", "--groups", "4", "--iters", "3", "--batch-size", "2", "--crop", "24",
         "--val-every", "3", "--log-every", "1", "--run-dir", str(run), "--device", "cpu", "--json", "--gamma-aug", "0.2",
+        "--scale-aug", "0.5,1.1",
     ])
     assert result.exit_code == 0, result.output
-    assert json.loads((run / "run.json").read_text())["train"]["gamma"] == 0.2
+    recipe = json.loads((run / "run.json").read_text())["train"]
+    assert recipe["gamma"] == 0.2 and recipe["scale"] == [0.5, 1.1]
     events = [json.loads(line) for line in result.stdout.splitlines()]
     logs = [e for e in events if e["event"] == "log"]
     assert [e["iteration"] for e in logs] == [1, 2, 3]
@@ -274,6 +312,10 @@ def test_cli_errors_are_one_line(store: Path, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->flair", "--gamma-aug", "2",
                               "--run-dir", str(tmp_path / "r")])
     assert bad.exit_code == 2 and "gamma" in bad.output and "Traceback" not in bad.output
+    for text, named in (("1.2,0.3", "scale"), ("0.3", "--scale-aug"), ("a,b", "--scale-aug")):
+        bad = runner.invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->flair", "--scale-aug", text,
+                                  "--run-dir", str(tmp_path / "r")])
+        assert bad.exit_code == 2 and named in bad.output and "Traceback" not in bad.output, text
 
 
 def test_cli_slice_range_limits_training_slices(store: Path, tmp_path: Path) -> None:

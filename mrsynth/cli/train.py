@@ -46,6 +46,7 @@ def train_command(
     no_flip: bool = typer.Option(False, "--no-flip", help="Disable random left-right flips."),
     shift_aug: float = typer.Option(0.0, "--shift-aug", help="Misalignment augmentation: shift one random input by up to PX px."),
     gamma_aug: float = typer.Option(0.0, "--gamma-aug", help="Intensity augmentation: each input ** gamma, |log gamma| <= G (0.3 = TorchIO's default)."),
+    scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2; zero outside)."),
     slice_range: Optional[str] = typer.Option(None, "--slice-range", help="Train only on axial indices A:B[,C:D] (e.g. 0:45)."),
     val_split: str = typer.Option("val", "--val-split", help="Store split used for validation."),
     val_slice_range: Optional[str] = typer.Option(None, "--val-slice-range", help="Validate only on axial indices A:B[,C:D]."),
@@ -90,7 +91,8 @@ def train_command(
             model_config = make_preset(preset, **options)
         config = TrainConfig(
             framework=framework, iters=iters, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-            lambda_l1=lambda_l1, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug, amp=amp,
+            lambda_l1=lambda_l1, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
+            scale=_scale_range(scale_aug), amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
         )
     except ValueError as exc:
@@ -132,3 +134,14 @@ def _is_main_rank() -> bool:
     import os
 
     return os.environ.get("RANK", "0") == "0"
+
+
+def _scale_range(text: str | None) -> tuple[float, float] | None:
+    """``LOW,HIGH`` -> (low, high); the bounds are checked by TrainConfig."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise InputError("--scale-aug", f"expected LOW,HIGH (e.g. 0.3,1.2), got {text!r}") from None
+    return low, high

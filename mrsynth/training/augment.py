@@ -1,4 +1,5 @@
-"""Training augmentation: brain-centred random crops, left-right flips, the misalignment shift and input gamma.
+"""Training augmentation: in-plane zoom, brain-centred random crops, left-right flips, the misalignment shift and
+input gamma.
 
 Every random choice for one sample comes from a generator seeded by (run seed, stream position) (see
 ``sampling.py``), so a sample looks the same whatever worker, rank or restart produces it.
@@ -64,14 +65,27 @@ def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     return F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
 
 
+def zoom(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """A (C, H, W) stack scaled in-plane by ``factor`` about its centre (bilinear, zero = background outside).
+
+    Why: axial slices shrink from the middle of the head to nothing at the vertex and the skull base, and a model
+    trained on a slab of mid-head slices sees only large cross-sections; zooming out shows it small heads in a wide
+    field of view. Inputs and target go through one call, so they stay voxel-aligned.
+    """
+    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=image.dtype)
+    grid = F.affine_grid(theta[None], [1, *image.shape], align_corners=False)
+    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+
+
 class AugmentedPairs(Dataset):
     """Wraps a dataset of ``(x, y)`` pairs; indexed by ``(index, position)`` pairs from the batch sampler."""
 
     def __init__(
         self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0,
-        gamma: float = 0.0,
+        gamma: float = 0.0, scale: tuple[float, float] | None = None,
     ) -> None:
         self.base, self.seed, self.crop, self.flip, self.shift_px, self.gamma = base, seed, crop, flip, shift_px, gamma
+        self.scale = scale
 
     def __len__(self) -> int:
         return len(self.base)
@@ -82,6 +96,9 @@ class AugmentedPairs(Dataset):
         x = torch.as_tensor(x, dtype=torch.float32)
         y = torch.as_tensor(y, dtype=torch.float32)
         generator = sample_generator(self.seed, position)
+        if self.scale is not None:
+            zoomed = zoom(torch.cat([x, y]), _uniform(generator, *self.scale))
+            x, y = zoomed[: x.shape[0]], zoomed[x.shape[0] :]
         if self.crop is not None:
             top, left = brain_crop_origin(x, self.crop, generator)
             x = x[:, top : top + self.crop, left : left + self.crop]

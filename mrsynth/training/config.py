@@ -33,6 +33,7 @@ class TrainConfig:
     flip: bool = True  # random left-right flips
     shift_px: float = 0.0  # misalignment augmentation: translate one random input by up to this many px
     gamma: float = 0.0  # input intensity augmentation: each input ** exp(U(-gamma, gamma)); 0 = off
+    scale: tuple[float, float] | None = None  # in-plane zoom augmentation: factor ~ U(low, high); None = off
     amp: bool = False
     val_every: int = 1000
     save_every: int = 1000
@@ -59,6 +60,10 @@ class TrainConfig:
             raise ValueError(f"shift must be non-negative, got {self.shift_px}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma augmentation must be in [0, 1] (max |log gamma|), got {self.gamma}")
+        if self.scale is not None:
+            self.scale = (float(self.scale[0]), float(self.scale[1]))  # a resume state stores a JSON list
+            if not 0.1 <= self.scale[0] <= self.scale[1] <= 4:
+                raise ValueError(f"scale augmentation needs 0.1 <= low <= high <= 4, got {self.scale[0]},{self.scale[1]}")
 
     @property
     def adam_betas(self) -> tuple[float, float]:

@@ -1,0 +1,125 @@
+"""Validation slices zoomed out: how a model and the per-voxel regression cope with small cross-sections.
+
+Why: a model trained on a slab of mid-head slices is scored, at test time, on slices up to the vertex, where the
+head shrinks to a small disc in a wide field of view. That regime can be reproduced without touching the test
+slices: zoom held-out slices of the training subject out about their centre (bilinear, border fill, inputs and
+target alike) and score the model and the quadratic regression (fitted on the training slices) at each zoom.
+Metrics are those of ``mrsynth.metrics`` over the scan's own slice, without the store's zero padding.
+
+    python scripts/zoomed_validation.py --data pd_store --scenario t1,t2->pd --fit-slices 0:30 \
+        --val-slices 30:45 --checkpoint run_A/last.safetensors --checkpoint run_B/last.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from regression_baseline import features  # noqa: E402  (the same regression as the data README's baseline)
+
+DEFAULT_SCALES = "1,0.8,0.6,0.45,0.3"
+
+
+def unpadded(store, subject: str) -> tuple[np.ndarray, list[int]]:
+    """The subject's (N, C, Y, X) slices without the store's in-plane padding, and their axial indices."""
+    entry = store.manifest["subjects"][subject]
+    oy, ox = entry["inplane_offset"]
+    height, width = entry["shape"][1:]
+    slices = np.array(store.slices(subject), dtype=np.float32)
+    rows = slice(max(-oy, 0), min(height - oy, slices.shape[2]))
+    cols = slice(max(-ox, 0), min(width - ox, slices.shape[3]))
+    return slices[:, :, rows, cols], store.slice_indices(subject)
+
+
+def zoom_out(stack: np.ndarray, factor: float) -> np.ndarray:
+    """(N, C, Y, X) scaled about the slice centre by ``factor``; outside the scan the border value continues."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(stack)
+    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).numpy()
+
+
+def predict(model, x: np.ndarray, window_size: tuple[int, int]) -> np.ndarray:
+    """The model on (N, C, Y, X) slices placed in its training window, as ``mrsynth synthesize`` places them."""
+    import torch
+
+    from mrsynth.inference import SliceWindow
+
+    window = SliceWindow.fit(x, window_size)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(window.cut(x)))[:, 0].clamp(0.0, 1.0).numpy()
+    result = np.zeros((x.shape[0], *x.shape[2:]), dtype=np.float32)
+    window.paste(out, result, np.arange(len(x)))
+    return result
+
+
+def main() -> None:
+    import torch
+
+    from mrsynth.checkpoint import load_checkpoint
+    from mrsynth.data.store import SliceStore
+    from mrsynth.hub.registry import parse_scenario
+    from mrsynth.metrics import slice_metrics, summarize
+    from mrsynth.training.data import parse_ranges, slice_filter
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="slice store with one subject")
+    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--fit-slices", required=True, help="axial indices the regression is fitted on (A:B)")
+    parser.add_argument("--val-slices", required=True, help="axial indices that are zoomed and scored (A:B)")
+    parser.add_argument("--checkpoint", action="append", default=[], help="a model to score (repeatable)")
+    parser.add_argument("--scales", default=DEFAULT_SCALES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    store = SliceStore(args.data)
+    subjects = store.subjects()
+    if len(subjects) != 1:
+        parser.error(f"{args.data} holds {len(subjects)} subjects; this check takes a one-subject store")
+    inputs, target = parse_scenario(args.scenario)
+    slices, axial = unpadded(store, subjects[0])
+    channels = [store.channel(c) for c in (*inputs, target)]
+    slices = slices[:, channels]
+    fit, val = (np.array([keep(subjects[0], z) for z in axial])
+                for keep in (slice_filter(parse_ranges(args.fit_slices, "--fit-slices")),
+                             slice_filter(parse_ranges(args.val_slices, "--val-slices"))))
+    if not fit.any() or not val.any() or (fit & val).any():
+        parser.error("--fit-slices and --val-slices must each select slices of the store, and not the same ones")
+    x_fit, y_fit = slices[fit, :-1], slices[fit, -1]
+    coef, *_ = np.linalg.lstsq(features(x_fit), y_fit.ravel().astype(np.float64), rcond=None)
+    models = {Path(c).parent.name + "/" + Path(c).name: load_checkpoint(c)[0].eval() for c in args.checkpoint}
+
+    rows = []
+    for scale in (float(s) for s in args.scales.split(",")):
+        zoomed = zoom_out(slices[val], scale)
+        x, y = zoomed[:, :-1], zoomed[:, -1]
+        predictions = {"regression": np.clip((features(x) @ coef).reshape(y.shape), 0.0, 1.0)}
+        predictions.update({name: predict(model, x, store.slice_size) for name, model in models.items()})
+        for name, prediction in predictions.items():
+            summary = summarize(slice_metrics(prediction, y))
+            rows.append({"scale": scale, "model": name, "n_slices": int(len(y)),
+                         **{m: summary[m]["mean"] for m in ("psnr", "ssim", "mae")}})
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    for row in rows:
+        print(f"zoom {row['scale']:.2f}  {row['model']:<40} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:6.2f} %  "
+              f"MAE {row['mae']:5.2f}")
+    for name in ["regression", *models]:
+        mean = np.mean([r["psnr"] for r in rows if r["model"] == name])
+        print(f"mean PSNR over the zooms  {name:<40} {mean:6.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
