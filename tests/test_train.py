@@ -21,7 +21,7 @@ from mrsynth.cli.app import app
 from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
 from mrsynth.models import CAGR, ModelConfig, build_model
 from mrsynth.training import TrainConfig, train
-from mrsynth.training.augment import AugmentedPairs, brain_crop_origin, zoom
+from mrsynth.training.augment import AugmentedPairs, background_level, brain_crop_origin, zoom
 from mrsynth.training.sampling import ShardedBatchSampler
 from mrsynth.training.state import load_state, save_state
 def phantom(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,13 +133,17 @@ def test_gamma_augmentation_bends_each_input_and_leaves_the_target() -> None:
 
 def test_zoom_matches_a_float64_reference_on_a_ramp() -> None:
     """Bilinear sampling reproduces a linear ramp exactly, so inside the zoomed image the output must equal the
-    ramp evaluated at c + (p - c) / factor (c: the image centre, align_corners=False geometry)."""
+    ramp evaluated at c + (p - c) / factor (c: the image centre, align_corners=False geometry); what the zoom
+    uncovers takes the background level (the median of the image's edge ring)."""
     g = torch.Generator().manual_seed(5)
     a, b, c = (float(v) for v in torch.rand(3, generator=g))
     height, width = 48, 40
     rows = torch.arange(height, dtype=torch.float64)[:, None]
     cols = torch.arange(width, dtype=torch.float64)[None, :]
     ramp = (a * rows / height + b * cols / width + c).expand(height, width)
+    level = float(background_level(ramp[None].float())[0])
+    edge = torch.cat([ramp[0], ramp[-1], ramp[:, 0], ramp[:, -1]])
+    assert abs(level - float(edge.median())) < 1e-6
     for factor in (0.45, 0.8, 1.3):
         out = zoom(ramp[None].float(), factor)[0].double()
         src_rows = (height - 1) / 2 + (rows - (height - 1) / 2) / factor
@@ -150,21 +154,41 @@ def test_zoom_matches_a_float64_reference_on_a_ramp() -> None:
         assert float(error.max()) < 1e-5, factor
         if factor < 1:  # zooming out: everything beyond the shrunken image is background
             far = (src_rows < -1) | (src_rows > height) | (src_cols < -1) | (src_cols > width)
-            assert far.any() and bool((out[far] == 0).all())
+            assert far.any() and float((out[far] - level).abs().max()) < 1e-6
+
+
+def disc_slice(size: int, background: float, pad: int, seed: int) -> torch.Tensor:
+    """(2, size, size): a random 'head' disc on a constant background, inside a zero frame of ``pad`` px (a store's
+    padding); background 0 is a skull-stripped slice."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    head = (yy**2 + xx**2) < 0.6
+    x = torch.where(head, torch.rand(2, size, size, generator=g) * 0.8 + 0.2, torch.full((2, size, size), background))
+    x[:, :pad], x[:, size - pad :], x[:, :, :pad], x[:, :, size - pad :] = 0, 0, 0, 0
+    return x
 
 
 def test_scale_augmentation_zooms_inputs_and_target_together() -> None:
-    g = torch.Generator().manual_seed(11)
-    x = torch.rand(2, 64, 64, generator=g) * 0.9 + 0.1  # no background: the non-zero area measures the zoom
+    x = disc_slice(64, background=0.0, pad=0, seed=11)
+    head_area = float((x[0] != 0).float().mean())
     pairs = AugmentedPairs([(x, x[:1].clone())], seed=3, flip=False, scale=(0.3, 1.2))
-    areas = []
+    sides = []
     for position in range(40):
         xa, ya = pairs[(0, position)]
         assert xa.shape == (2, 64, 64) and torch.equal(ya[0], xa[0])  # one transform for inputs and target
-        areas.append(float((xa[0] != 0).float().mean()))
-    side = np.sqrt(areas)  # fraction of the side still covered = min(factor, 1)
-    assert side.min() >= 0.3 - 0.03 and side.min() < 0.45  # small heads are drawn
-    assert max(areas) == 1.0 and sum(a == 1.0 for a in areas) < len(areas)  # zoom-ins fill the field
+        sides.append(float((xa[0] != 0).float().mean() / head_area) ** 0.5)  # ~ the zoom factor
+    assert 0.27 <= min(sides) < 0.45 and max(sides) > 1.05  # small heads and zoom-ins are both drawn
+
+
+def test_zoom_fills_with_the_background_of_an_unstripped_scan() -> None:
+    x = disc_slice(64, background=0.02, pad=3, seed=2)
+    assert torch.allclose(background_level(x), torch.full((2,), 0.02))
+    small = zoom(x, 0.4)
+    assert bool((small > 0.019).all())  # no zero frame: padding and uncovered field of view are air, not 0
+    assert float((small[:, :10, :10] - 0.02).abs().max()) < 1e-6
+    stripped = disc_slice(64, background=0.0, pad=3, seed=2)
+    assert torch.equal(background_level(stripped), torch.zeros(2))
+    assert float(zoom(stripped, 0.4)[:, :10, :10].abs().max()) == 0.0
 
 
 def test_brain_crop_stays_on_the_brain() -> None:

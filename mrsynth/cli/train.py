@@ -46,7 +46,7 @@ def train_command(
     no_flip: bool = typer.Option(False, "--no-flip", help="Disable random left-right flips."),
     shift_aug: float = typer.Option(0.0, "--shift-aug", help="Misalignment augmentation: shift one random input by up to PX px."),
     gamma_aug: float = typer.Option(0.0, "--gamma-aug", help="Intensity augmentation: each input ** gamma, |log gamma| <= G (0.3 = TorchIO's default)."),
-    scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2; zero outside)."),
+    scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2); uncovered field of view takes the background level."),
     slice_range: Optional[str] = typer.Option(None, "--slice-range", help="Train only on axial indices A:B[,C:D] (e.g. 0:45)."),
     val_split: str = typer.Option("val", "--val-split", help="Store split used for validation."),
     val_slice_range: Optional[str] = typer.Option(None, "--val-slice-range", help="Validate only on axial indices A:B[,C:D]."),

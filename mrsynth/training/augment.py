@@ -65,16 +65,47 @@ def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     return F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
 
 
+def _nonzero_box(image: torch.Tensor) -> tuple[slice, slice] | None:
+    """Rows and columns of the bounding box of a (C, H, W) stack's non-zero voxels (None if it is all zero)."""
+    nonzero = (image != 0).any(dim=0)
+    rows = torch.nonzero(nonzero.any(dim=1)).flatten()
+    cols = torch.nonzero(nonzero.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def background_level(image: torch.Tensor) -> torch.Tensor:
+    """Per-channel level of a (C, H, W) stack's background: the median of the edge ring of its non-zero box.
+
+    Why: zooming out uncovers field of view that has to be filled with something. The fill is this level: 0 for
+    skull-stripped slices, whose box is edged by empty background, and the faint signal of air around the head
+    for scans that keep it — which is what a real slice near the vertex shows around its small cross-section.
+    """
+    box = _nonzero_box(image)
+    if box is None:
+        return torch.zeros(image.shape[0], dtype=image.dtype)
+    inner = image[:, box[0], box[1]]
+    ring = torch.cat([inner[:, 0], inner[:, -1], inner[:, :, 0], inner[:, :, -1]], dim=1)
+    return ring.median(dim=1).values
+
+
 def zoom(image: torch.Tensor, factor: float) -> torch.Tensor:
-    """A (C, H, W) stack scaled in-plane by ``factor`` about its centre (bilinear, zero = background outside).
+    """A (C, H, W) stack scaled in-plane by ``factor`` about its centre (bilinear). What lies outside the
+    non-zero box (a store's zero padding) and what the zoom uncovers take each channel's :func:`background_level`.
 
     Why: axial slices shrink from the middle of the head to nothing at the vertex and the skull base, and a model
     trained on a slab of mid-head slices sees only large cross-sections; zooming out shows it small heads in a wide
     field of view. Inputs and target go through one call, so they stay voxel-aligned.
     """
+    level = background_level(image)[:, None, None]
+    offset = torch.zeros_like(image)
+    box = _nonzero_box(image)
+    if box is not None:
+        offset[:, box[0], box[1]] = image[:, box[0], box[1]] - level
     theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=image.dtype)
     grid = F.affine_grid(theta[None], [1, *image.shape], align_corners=False)
-    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return level + F.grid_sample(offset[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
 
 
 class AugmentedPairs(Dataset):
