@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrsynth.data.store import STORE_FORMAT, STORE_KIND, SliceStore, write_manifest, write_subject
+from mrsynth.data.store import SliceStore
+from store_helpers import write_padded_store
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "multiplanar_store.py"
 SIZE = (16, 12)  # (H, W) of the store's slices
@@ -23,15 +24,7 @@ def axial_store(tmp_path: Path) -> tuple[Path, np.ndarray]:
     head = rng.uniform(0.1, 1.0, size=(20, 3, 10, 9)).astype(np.float32)
     padded = np.zeros((20, 3, *SIZE), dtype=np.float32)
     padded[:, :, 3:13, 1:10] = head
-    store = tmp_path / "axial"
-    write_subject(store, "subj", padded)
-    write_manifest(store, {
-        "kind": STORE_KIND, "format": STORE_FORMAT, "contrasts": ["t1", "t2", "pd"], "slice_size": list(SIZE),
-        "normalization": {"method": "percentile", "percentile": 99.5, "over": "nonzero", "clip": [0.0, 1.0]},
-        "split": {"subj": "train"},
-        "subjects": {"subj": {"n_slices": 20, "slice_indices": list(range(5, 25)),
-                              "normalization": {"t1": {"min": 0.0, "max": 1.0}}}},
-    })
+    store = write_padded_store(tmp_path / "axial", padded, list(range(5, 25)))
     return store, padded
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrsynth.data.store import STORE_FORMAT, STORE_KIND, SliceStore, write_manifest, write_subject
+from mrsynth.data.store import SliceStore
+from store_helpers import write_padded_store
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "zoomed_validation.py"
 SIZE = (16, 12)  # (H, W) of the store's slices; the scan's own slices are 10 x 9
@@ -25,15 +26,7 @@ def store(tmp_path: Path) -> tuple[Path, np.ndarray]:
     head = np.concatenate([t1t2, pd[:, None]], axis=1)
     padded = np.zeros((20, 3, *SIZE), dtype=np.float32)
     padded[:, :, 3:13, 1:10] = head
-    path = tmp_path / "store"
-    write_subject(path, "subj", padded)
-    write_manifest(path, {
-        "kind": STORE_KIND, "format": STORE_FORMAT, "contrasts": ["t1", "t2", "pd"], "slice_size": list(SIZE),
-        "normalization": {"method": "percentile", "percentile": 99.5, "over": "nonzero", "clip": [0.0, 1.0]},
-        "split": {"subj": "train"},
-        "subjects": {"subj": {"n_slices": 20, "slice_indices": list(range(20)), "shape": [20, 10, 9],
-                              "inplane_offset": [-3, -1], "normalization": {"t1": {"min": 0.0, "max": 1.0}}}},
-    })
+    path = write_padded_store(tmp_path / "store", padded, list(range(20)), shape=[20, 10, 9], inplane_offset=[-3, -1])
     return path, head
 
 
