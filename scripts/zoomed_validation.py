@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from regression_baseline import features  # noqa: E402  (the same regression as the data README's baseline)
+from regression_baseline import features  # noqa: E402  (the quadratic terms of the data README's baseline)
 
 DEFAULT_SCALES = "1,0.8,0.6,0.45,0.3"
 
@@ -37,14 +37,13 @@ def unpadded(store, subject: str) -> tuple[np.ndarray, list[int]]:
 
 
 def zoom_out(stack: np.ndarray, factor: float) -> np.ndarray:
-    """(N, C, Y, X) scaled about the slice centre by ``factor``; outside the scan the border value continues."""
+    """(N, C, Y, X) scaled about the slice centre by ``factor`` in the training zoom's geometry; outside the scan
+    the border value continues (the scan's own background, unlike the augmentation's estimated level)."""
     import torch
-    import torch.nn.functional as F
 
-    x = torch.from_numpy(stack)
-    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=x.dtype).expand(len(x), 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).numpy()
+    from mrsynth.training.augment import resample, zoom_matrix
+
+    return resample(torch.from_numpy(stack), zoom_matrix(factor), "border").numpy()
 
 
 def predict(model, x: np.ndarray, window_size: tuple[int, int]) -> np.ndarray:

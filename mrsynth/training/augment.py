@@ -22,6 +22,16 @@ def _uniform(generator: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
+def _nonzero_box(image: torch.Tensor) -> tuple[slice, slice] | None:
+    """Rows and columns of the bounding box of a (C, H, W) stack's non-zero voxels (None if it is all zero)."""
+    nonzero = (image != 0).any(dim=0)
+    rows = torch.nonzero(nonzero.any(dim=1)).flatten()
+    cols = torch.nonzero(nonzero.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def brain_crop_origin(x: torch.Tensor, crop: int, generator: torch.Generator) -> tuple[int, int]:
     """Top-left corner of a ``crop`` square that stays inside the image and, where possible, overlaps the brain.
 
@@ -29,14 +39,13 @@ def brain_crop_origin(x: torch.Tensor, crop: int, generator: torch.Generator) ->
     within the bounding box of the non-zero input voxels (widened to fit the crop) keeps every step informative.
     """
     height, width = x.shape[-2:]
-    nonzero = (x != 0).any(dim=0)
-    rows = torch.nonzero(nonzero.any(dim=1)).flatten()
-    cols = torch.nonzero(nonzero.any(dim=0)).flatten()
+    box = _nonzero_box(x)
+    rows, cols = box if box is not None else (None, None)
 
-    def axis_origin(size: int, hits: torch.Tensor) -> int:
+    def axis_origin(size: int, span: slice | None) -> int:
         if crop >= size:
             return 0
-        low, high = (int(hits[0]), int(hits[-1]) + 1) if hits.numel() else (0, size)
+        low, high = (span.start, span.stop) if span is not None else (0, size)
         if high - low <= crop:  # the crop can hold the whole box: any corner that keeps it inside
             first, last = max(0, high - crop), min(low, size - crop)
         else:  # the box is wider than the crop: any crop inside the box
@@ -57,22 +66,26 @@ def random_gamma(image: torch.Tensor, max_log_gamma: float, generator: torch.Gen
     return image.clamp(min=0.0) ** gamma
 
 
+def resample(stack: torch.Tensor, theta: list[list[float]], padding_mode: str = "zeros") -> torch.Tensor:
+    """An (N, C, H, W) stack sampled bilinearly through the affine map ``theta`` (output to input, in
+    ``F.affine_grid``'s [-1, 1] coordinates with pixel-centre geometry, ``align_corners=False``).
+
+    Why one function: the translation, the zoom and the zoomed validation slices must share one geometry.
+    """
+    matrix = torch.tensor(theta, dtype=stack.dtype).expand(len(stack), 2, 3)
+    grid = F.affine_grid(matrix, list(stack.shape), align_corners=False)
+    return F.grid_sample(stack, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
+def zoom_matrix(factor: float) -> list[list[float]]:
+    """``theta`` of an in-plane scaling by ``factor`` about the image centre (for :func:`resample`)."""
+    return [[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]]
+
+
 def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
     """Sub-pixel translation of an (H, W) image by (dy, dx) px, bilinear, zero outside (background)."""
     height, width = image.shape
-    theta = torch.tensor([[1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]], dtype=image.dtype)
-    grid = F.affine_grid(theta[None], [1, 1, height, width], align_corners=False)
-    return F.grid_sample(image[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0, 0]
-
-
-def _nonzero_box(image: torch.Tensor) -> tuple[slice, slice] | None:
-    """Rows and columns of the bounding box of a (C, H, W) stack's non-zero voxels (None if it is all zero)."""
-    nonzero = (image != 0).any(dim=0)
-    rows = torch.nonzero(nonzero.any(dim=1)).flatten()
-    cols = torch.nonzero(nonzero.any(dim=0)).flatten()
-    if rows.numel() == 0:
-        return None
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return resample(image[None, None], [[1.0, 0.0, -2.0 * dx / width], [0.0, 1.0, -2.0 * dy / height]])[0, 0]
 
 
 def background_level(image: torch.Tensor) -> torch.Tensor:
@@ -82,7 +95,10 @@ def background_level(image: torch.Tensor) -> torch.Tensor:
     skull-stripped slices, whose box is edged by empty background, and the faint signal of air around the head
     for scans that keep it — which is what a real slice near the vertex shows around its small cross-section.
     """
-    box = _nonzero_box(image)
+    return _edge_median(image, _nonzero_box(image))
+
+
+def _edge_median(image: torch.Tensor, box: tuple[slice, slice] | None) -> torch.Tensor:
     if box is None:
         return torch.zeros(image.shape[0], dtype=image.dtype)
     inner = image[:, box[0], box[1]]
@@ -98,14 +114,12 @@ def zoom(image: torch.Tensor, factor: float) -> torch.Tensor:
     trained on a slab of mid-head slices sees only large cross-sections; zooming out shows it small heads in a wide
     field of view. Inputs and target go through one call, so they stay voxel-aligned.
     """
-    level = background_level(image)[:, None, None]
-    offset = torch.zeros_like(image)
     box = _nonzero_box(image)
+    level = _edge_median(image, box)[:, None, None]
+    offset = torch.zeros_like(image)
     if box is not None:
         offset[:, box[0], box[1]] = image[:, box[0], box[1]] - level
-    theta = torch.tensor([[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]], dtype=image.dtype)
-    grid = F.affine_grid(theta[None], [1, *image.shape], align_corners=False)
-    return level + F.grid_sample(offset[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    return level + resample(offset[None], zoom_matrix(factor))[0]
 
 
 class AugmentedPairs(Dataset):
