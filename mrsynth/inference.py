@@ -69,6 +69,7 @@ class SynthesisResult:
     warnings: list[str] = field(default_factory=list)
     intensity: str = "normalised"
     """``normalised`` (the target's [0, 1] scale) or ``matched to <scan>`` (``--match-intensity``)."""
+    tta: bool = False
 
     def record(self) -> dict[str, Any]:
         """The JSON line of ``--json``."""
@@ -76,17 +77,19 @@ class SynthesisResult:
             "subject": self.subject, "status": "ok", "output": _str(self.output), "preview": _str(self.preview),
             "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario, "device": self.device,
             "seconds": round(self.seconds, 3), "slices": self.slices, "intensity": self.intensity,
-            "warnings": self.warnings,
+            "tta": self.tta, "warnings": self.warnings,
         }
 
 
 class Synthesizer:
     """A checkpoint loaded once, ready to synthesize any number of subjects (batch mode reuses it)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int | None = None) -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int | None = None,
+                 tta: bool = False) -> None:
         from mrsynth.checkpoint import load_checkpoint
 
         self.checkpoint = Path(checkpoint)
+        self.tta = tta
         self.device = resolve_device(device)
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
         if batch_size is not None and batch_size < 1:
@@ -103,11 +106,11 @@ class Synthesizer:
 
     @classmethod
     def from_spec(cls, model: str | Path | None, inputs: list[str], target: str | None = None,
-                  device: str = "auto", batch_size: int | None = None) -> "Synthesizer":
+                  device: str = "auto", batch_size: int | None = None, tta: bool = False) -> "Synthesizer":
         """Resolve ``--model`` (path, registry name, ``hf://``, or None for the registry default) and load it."""
         target = _canonical_or_fail(target, "--target") if target else None
         path = resolve_checkpoint(model, inputs, target)
-        synthesizer = cls(path, device=device, batch_size=batch_size)
+        synthesizer = cls(path, device=device, batch_size=batch_size, tta=tta)
         if target and synthesizer.target != target:
             raise InputError(path, f"this model synthesizes {synthesizer.target}, not {target}",
                              "drop --target or choose a model for that target (mrsynth models)")
@@ -185,7 +188,7 @@ class Synthesizer:
             subject=subject or _subject_name(named[reference_name]), image=image, output=written, preview=preview_path,
             reference=reference_name, inputs={c: _describe(s) for c, s in named.items()}, scenario=self.scenario,
             device=self.device, seconds=time.perf_counter() - started, slices=int(stack.shape[0]), warnings=warnings,
-            intensity=intensity,
+            intensity=intensity, tta=self.tta,
         )
 
     # -- steps ---------------------------------------------------------------------------------------------------
@@ -273,7 +276,7 @@ class Synthesizer:
             for start in range(0, len(active), self.batch_size):
                 index = active[start:start + self.batch_size]
                 batch = torch.from_numpy(window.cut(stack[index])).to(self.device)
-                predicted = self._forward(batch)
+                predicted = mirrored_mean(self._forward, batch) if self.tta else self._forward(batch)
                 window.paste(predicted, synthesis, index)
                 done += len(index)
                 if progress is not None:
@@ -311,15 +314,17 @@ def synthesize(
     preview: str | Path | None = None,
     progress: Progress | None = None,
     match_intensity: VolumeSource | None = None,
+    tta: bool = False,
 ) -> SynthesisResult:
     """Synthesize one subject; ``inputs`` maps contrasts to files or images, the first one being the reference grid.
 
     ``model`` is a ``.safetensors`` path, a registry name, ``hf://OWNER/REPO[/FILE][@REV]`` or None (the
     registry's default model for these inputs, ``target`` choosing among several). ``match_intensity`` is a scan of
-    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`).
+    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`). ``tta``: average
+    the model's output on each slice and on its left-right mirror (:func:`mirrored_mean`), at twice the cost.
     """
     names = [_canonical_or_fail(name, f"--{name}") for name in inputs]
-    synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size)
+    synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size, tta=tta)
     return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress,
                        match_intensity=match_intensity)
 
@@ -425,6 +430,14 @@ def resolve_checkpoint(model: str | Path | None, available: list[str], target: s
     from mrsynth.hub import resolve_model
 
     return resolve_model(None if model is None else str(model), [c for c in available if c != target], target)
+
+
+def mirrored_mean(forward: Callable[["torch.Tensor"], np.ndarray], batch: "torch.Tensor") -> np.ndarray:
+    """Test-time augmentation: the mean of ``forward`` on (B, C, Y, X) slices and on their left-right mirror
+    images, mirrored back. Left-right only, because that is the flip training draws (the last axis,
+    :mod:`mrsynth.training.augment`): the model has learnt both orientations, and averaging them cancels part of
+    its error; an up-down mirror is a view it never saw (docs/training.md measures both)."""
+    return 0.5 * (forward(batch) + forward(batch.flip(-1))[..., ::-1])
 
 
 @dataclass(frozen=True)

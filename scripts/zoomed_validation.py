@@ -46,15 +46,20 @@ def zoom_out(stack: np.ndarray, factor: float) -> np.ndarray:
     return resample(torch.from_numpy(stack), zoom_matrix(factor), "border").numpy()
 
 
-def predict(model, x: np.ndarray, window_size: tuple[int, int]) -> np.ndarray:
-    """The model on (N, C, Y, X) slices placed in its training window, as ``mrsynth synthesize`` places them."""
+def predict(model, x: np.ndarray, window_size: tuple[int, int], tta: bool = False) -> np.ndarray:
+    """The model on (N, C, Y, X) slices placed in its training window, as ``mrsynth synthesize`` places them
+    (``tta``: with its left-right mirror averaging, ``mrsynth synthesize --tta``)."""
     import torch
 
-    from mrsynth.inference import SliceWindow
+    from mrsynth.inference import SliceWindow, mirrored_mean
+
+    def forward(batch: torch.Tensor) -> np.ndarray:
+        return model(batch)[:, 0].clamp(0.0, 1.0).numpy()
 
     window = SliceWindow.fit(x, window_size)
     with torch.inference_mode():
-        out = model(torch.from_numpy(window.cut(x)))[:, 0].clamp(0.0, 1.0).numpy()
+        batch = torch.from_numpy(window.cut(x))
+        out = mirrored_mean(forward, batch) if tta else forward(batch)
     result = np.zeros((x.shape[0], *x.shape[2:]), dtype=np.float32)
     window.paste(out, result, np.arange(len(x)))
     return result
@@ -76,6 +81,7 @@ def main() -> None:
     parser.add_argument("--val-slices", required=True, help="axial indices that are zoomed and scored (A:B)")
     parser.add_argument("--checkpoint", action="append", default=[], help="a model to score (repeatable)")
     parser.add_argument("--scales", default=DEFAULT_SCALES)
+    parser.add_argument("--tta", action="store_true", help="also score each model with left-right mirror averaging")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -97,13 +103,16 @@ def main() -> None:
     x_fit, y_fit = slices[fit, :-1], slices[fit, -1]
     coef, *_ = np.linalg.lstsq(features(x_fit), y_fit.ravel().astype(np.float64), rcond=None)
     models = {Path(c).parent.name + "/" + Path(c).name: load_checkpoint(c)[0].eval() for c in args.checkpoint}
+    variants = [(name, model, False) for name, model in models.items()]
+    if args.tta:
+        variants += [(f"{name} --tta", model, True) for name, model in models.items()]
 
     rows = []
     for scale in (float(s) for s in args.scales.split(",")):
         zoomed = zoom_out(slices[val], scale)
         x, y = zoomed[:, :-1], zoomed[:, -1]
         predictions = {"regression": np.clip((features(x) @ coef).reshape(y.shape), 0.0, 1.0)}
-        predictions.update({name: predict(model, x, store.slice_size) for name, model in models.items()})
+        predictions.update({name: predict(model, x, store.slice_size, tta) for name, model, tta in variants})
         for name, prediction in predictions.items():
             summary = summarize(slice_metrics(prediction, y))
             rows.append({"scale": scale, "model": name, "n_slices": int(len(y)),
@@ -115,7 +124,7 @@ def main() -> None:
     for row in rows:
         print(f"zoom {row['scale']:.2f}  {row['model']:<40} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:6.2f} %  "
               f"MAE {row['mae']:5.2f}")
-    for name in ["regression", *models]:
+    for name in ["regression", *(name for name, _, _ in variants)]:
         mean = np.mean([r["psnr"] for r in rows if r["model"] == name])
         print(f"mean PSNR over the zooms  {name:<40} {mean:6.2f} dB")
 

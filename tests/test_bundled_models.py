@@ -61,3 +61,21 @@ def test_pd_model_card_figures_are_what_eval_measures_on_the_test_slices(shared_
         assert summary[metric]["mean"] == pytest.approx(stated[metric], abs=0.005), metric
     card = (REPO / "weights" / entry(PD)["card"]).read_text()
     assert f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card and entry(PD)["sha256"] in card
+
+
+def test_pd_model_card_tta_row_is_what_eval_measures(shared_data: Path, tmp_path: Path) -> None:
+    """The card's `--tta` row (left-right mirror averaging) is measured the same way as the registry figures."""
+    avg152 = shared_data / "spm12_avg152"
+    t1, t2, truth = (str(avg152 / f"avg152{c}.nii.gz") for c in ("T1", "T2", "PD"))
+    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, "--tta", "--out", "pd.nii.gz", "--device", "cpu",
+                "-q"], tmp_path)
+    assert made.returncode == 0, made.stderr
+    scored = run(["eval", "--pred", "pd.nii.gz", "--truth", truth, "--normalize", "truth", "--slices", "45:",
+                  "--input", t1, "--input", t2, "--json", "-q"], tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    summary = json.loads(scored.stdout.splitlines()[-1])
+    card = (REPO / "weights" / entry(PD)["card"]).read_text()
+    row = next(line for line in card.splitlines() if line.startswith("| **this model with `--tta`"))
+    stated = [float(cell.strip(" *")) for cell in row.split("|")[2:5]]
+    measured = [summary[metric]["mean"] for metric in ("psnr", "ssim", "mae")]
+    assert measured == pytest.approx(stated, abs=0.005)

@@ -61,6 +61,17 @@ def test_demo_case_end_to_end_keeps_the_reference_grid_and_header(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flair.nii.gz", "flair.png", "micro.safetensors"]
 
 
+def test_tta_flag_reaches_the_synthesis_and_the_json_record(tmp_path, case):
+    plain, mirrored = tmp_path / "plain.nii.gz", tmp_path / "tta.nii.gz"
+    for out, extra in ((plain, []), (mirrored, ["--tta"])):
+        result = run("--t1", case["t1"], "--t2", case["t2"], "--out", out, "--model", case["model"], "--json", "-q",
+                     *extra)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["tta"] is bool(extra)
+    a, b = (np.asarray(nib.load(str(p)).dataobj) for p in (plain, mirrored))
+    assert a.shape == b.shape and 0 <= b.min() and b.max() <= 1 and np.abs(a - b).max() > 1e-3
+
+
 def test_first_input_on_the_command_line_is_the_reference_grid(tmp_path, case):
     t2_big = tmp_path / "t2-big.nii.gz"
     crop(DEMO_T2, t2_big, (slice(64, 176), slice(56, 184), slice(60, 84)))

@@ -61,3 +61,18 @@ def test_overlapping_slices_are_refused(store) -> None:
     path, _ = store
     done = run_script("--data", str(path), "--scenario", "t1,t2->pd", "--fit-slices", "0:12", "--val-slices", "10:20")
     assert done.returncode == 2 and "not the same ones" in done.stderr and not done.stdout
+
+
+def test_tta_rows_score_the_mirror_averaged_model(store, tmp_path: Path) -> None:
+    from synth_helpers import checkpoint
+
+    path, _ = store
+    model = checkpoint(tmp_path / "m.safetensors", scenario={"inputs": ["t1", "t2"], "target": "pd"},
+                       slice_size=[16, 12])
+    done = run_script("--data", str(path), "--scenario", "t1,t2->pd", "--fit-slices", "0:12", "--val-slices", "12:20",
+                      "--scales", "1,0.5", "--checkpoint", str(model), "--tta", "--threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {(r["scale"], r["model"]): r for r in map(json.loads, done.stdout.splitlines())}
+    name = f"{tmp_path.name}/m.safetensors"
+    assert set(rows) == {(s, m) for s in (1.0, 0.5) for m in ("regression", name, f"{name} --tta")}
+    assert all(rows[(s, name)]["psnr"] != rows[(s, f"{name} --tta")]["psnr"] for s in (1.0, 0.5))

@@ -37,6 +37,8 @@ def synthesize_command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Slices per forward pass (default 8 on CPU, "
                                              "32 on GPU); lower it if memory runs out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (and previews)."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average the synthesis of each slice and "
+                             "of its left-right mirror image (twice the time)."),
     register: bool = typer.Option(False, "--register", help="Rigidly register every input to the reference (first "
                                   "input) with mutual information instead of trusting the headers."),
     match_intensity: Optional[Path] = typer.Option(
@@ -64,7 +66,7 @@ def synthesize_command(
     Batch: mrsynth synthesize --input-dir brats/ --out-dir synth/ --target flair --json
     """
     contrasts = {name: ctx.params[name] for name in ctx.params if name in CONTRAST_OPTIONS and ctx.params[name]}
-    options = {"model": model, "target": target, "device": device, "batch_size": batch_size,
+    options = {"model": model, "target": target, "device": device, "batch_size": batch_size, "tta": tta,
                "overwrite": overwrite, "register": register, "match_intensity": match_intensity}
     if batch is not None or input_dir is not None:
         if contrasts or out is not None:
@@ -91,7 +93,8 @@ def _run_single(contrasts: dict[str, Path], out: Path, preview: Optional[Path], 
 
     console = stderr_console(quiet)
     synthesizer = Synthesizer.from_spec(options["model"], list(contrasts), options["target"],
-                                        device=options["device"], batch_size=options["batch_size"])
+                                        device=options["device"], batch_size=options["batch_size"],
+                                        tta=options["tta"])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with progress_bar(console, *columns) as bar:
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=None)
@@ -117,7 +120,7 @@ def _run_batch(batch: Optional[Path], input_dir: Optional[Path], out_dir: Option
     subjects = read_subject_list(batch) if batch is not None else find_subjects(input_dir)  # type: ignore[arg-type]
     available = list(dict.fromkeys(c for s in subjects for c in s.inputs))
     synthesizer = Synthesizer.from_spec(options["model"], available, options["target"], device=options["device"],
-                                        batch_size=options["batch_size"])
+                                        batch_size=options["batch_size"], tta=options["tta"])
     _assign_outputs(subjects, out_dir, synthesizer.target, batch or input_dir)  # type: ignore[arg-type]
     if preview is not None and not preview.is_dir():
         raise InputError(preview, "batch mode writes one preview per subject into a folder, which does not exist",
