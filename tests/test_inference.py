@@ -39,21 +39,29 @@ def values(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image)
 
 
-def test_output_is_the_model_applied_to_normalised_axial_slices_in_scenario_order(case, synth, baseline):
-    """An independent re-computation of one slice: nibabel data, the checkpoint's normalisation, channels (t1, t2),
-    zero-padded to the model's 128x128, through the model, cropped back."""
-    assert baseline.image.GetSize() == (96, 112, 20) and baseline.slices == 20
-    out = values(baseline.image)
-    assert out.min() >= 0.0 and out.max() <= 1.0 and out.std() > 0
+INSIDE = (slice(8, 120), slice(16, 112))  # where a 112 x 96 (y, x) crop slice sits, centred, in the 128x128 window
+
+
+def model_window(case, synth, k: int) -> torch.Tensor:
+    """Axial slice k built independently of mrsynth.inference: nibabel data, the checkpoint's normalisation,
+    channels (t1, t2), zero-padded to the model's 128x128 window."""
     channels = []
     for contrast in ("t1", "t2"):  # the crop is stored LPS, i.e. already in canonical voxel order
         data = nib.load(str(case[contrast])).get_fdata(dtype=np.float32)
         channels.append(normalize(data, synth.metadata["normalization"])[0])
-    k = 11
     batch = np.zeros((1, 2, 128, 128), np.float32)
-    batch[0, :, 8:120, 16:112] = np.stack([c[:, :, k].T for c in channels])  # (y, x) = 112 x 96, centred
+    batch[0, :, INSIDE[0], INSIDE[1]] = np.stack([c[:, :, k].T for c in channels])
+    return torch.from_numpy(batch)
+
+
+def test_output_is_the_model_applied_to_normalised_axial_slices_in_scenario_order(case, synth, baseline):
+    """An independent re-computation of one slice: its window through the model, cropped back."""
+    assert baseline.image.GetSize() == (96, 112, 20) and baseline.slices == 20
+    out = values(baseline.image)
+    assert out.min() >= 0.0 and out.max() <= 1.0 and out.std() > 0
+    k = 11
     with torch.inference_mode():
-        expected = synth.model(torch.from_numpy(batch))[0, 0, 8:120, 16:112].clamp(0, 1).numpy()
+        expected = synth.model(model_window(case, synth, k))[0, 0].clamp(0, 1)[INSIDE].numpy()
     np.testing.assert_allclose(out[k], expected, atol=1e-5)
 
 
@@ -62,16 +70,12 @@ def test_tta_is_the_mean_of_the_slice_and_its_left_right_mirror(case, synth, bas
     mirror, mirrored back, averaged; the result records it and differs from the plain synthesis."""
     mirrored = Synthesizer(case["model"], device="cpu", batch_size=8, tta=True)({"t1": case["t1"], "t2": case["t2"]})
     assert mirrored.tta and mirrored.record()["tta"] is True and baseline.record()["tta"] is False
-    channels = [normalize(nib.load(str(case[c])).get_fdata(dtype=np.float32), synth.metadata["normalization"])[0]
-                for c in ("t1", "t2")]
     k = 7
-    batch = np.zeros((1, 2, 128, 128), np.float32)
-    batch[0, :, 8:120, 16:112] = np.stack([c[:, :, k].T for c in channels])
     with torch.inference_mode():
-        x = torch.from_numpy(batch)
+        x = model_window(case, synth, k)
         plain = synth.model(x)[0, 0].clamp(0, 1)
         flipped = synth.model(x.flip(-1))[0, 0].clamp(0, 1).flip(-1)
-    expected = (0.5 * (plain + flipped))[8:120, 16:112].numpy()
+    expected = (0.5 * (plain + flipped))[INSIDE].numpy()
     np.testing.assert_allclose(values(mirrored.image)[k], expected, atol=1e-5)
     assert np.abs(values(mirrored.image) - values(baseline.image)).max() > 1e-3
 
