@@ -18,12 +18,12 @@ mrsynth eval --pred "$WORK/holdout_flair.nii.gz" --truth "$H-t2f.nii.gz" --norma
 
 # (T1, T2) -> PD on spm12_avg152: the test slices z >= 45 (the model was trained on z < 45 only)
 A="$DATA/spm12_avg152"
-mrsynth synthesize --t1 "$A/avg152T1.nii.gz" --t2 "$A/avg152T2.nii.gz" --model agi-net-tiny-avg152-t1t2-pd \
+mrsynth synthesize --t1 "$A/avg152T1.nii.gz" --t2 "$A/avg152T2.nii.gz" --model agi-net-light-avg152-t1t2-pd \
   --out "$WORK/avg152_pd.nii.gz" --device cpu --overwrite -q
 mrsynth eval --pred "$WORK/avg152_pd.nii.gz" --truth "$A/avg152PD.nii.gz" --normalize truth --slices 45: \
   --input "$A/avg152T1.nii.gz" --input "$A/avg152T2.nii.gz" --json
 # the same with left-right mirror averaging (the card's --tta row)
-mrsynth synthesize --t1 "$A/avg152T1.nii.gz" --t2 "$A/avg152T2.nii.gz" --model agi-net-tiny-avg152-t1t2-pd --tta \
+mrsynth synthesize --t1 "$A/avg152T1.nii.gz" --t2 "$A/avg152T2.nii.gz" --model agi-net-light-avg152-t1t2-pd --tta \
   --out "$WORK/avg152_pd_tta.nii.gz" --device cpu --overwrite -q
 mrsynth eval --pred "$WORK/avg152_pd_tta.nii.gz" --truth "$A/avg152PD.nii.gz" --normalize truth --slices 45: \
   --input "$A/avg152T1.nii.gz" --input "$A/avg152T2.nii.gz" --json

@@ -14,7 +14,7 @@ from mrsynth.hub import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
 FLAIR = "agi-net-tiny-brats-t1t2-flair"
-PD = "agi-net-tiny-avg152-t1t2-pd"
+PD = "agi-net-light-avg152-t1t2-pd"
 
 
 def entry(name: str) -> dict:

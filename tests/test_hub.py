@@ -76,6 +76,17 @@ def test_shipped_registry_is_valid_and_its_bundled_files_match_their_pins(monkey
             assert resolve_model(e["name"]) == REPO / "weights" / e["file"]
 
 
+def test_bundled_weights_are_registered_and_within_the_size_budget():
+    """Every checkpoint in weights/ ships in the wheel, so an unregistered one (left behind by a rename) is dead
+    weight, and the brief caps each bundled file at about 10 MB (fp16 or a light preset)."""
+    entries = load_registry(REPO / "weights" / REGISTRY_FILE)
+    registered = {e["file"] for e in entries if e["source"] == "bundled"}
+    on_disk = {p.name for p in (REPO / "weights").glob("*.safetensors")}
+    assert on_disk == registered
+    for name in on_disk:
+        assert (REPO / "weights" / name).stat().st_size <= 10 * 2**20, name
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"sha256": "abc"}, "sha256 must be 64"),
     ({"scenario": "t1,t3->pd"}, "unknown contrast"),
