@@ -45,18 +45,24 @@ def test_flair_model_card_figures_are_what_eval_measures_on_the_holdout(shared_d
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.csv", "summary.json"}
 
 
-def test_pd_model_card_figures_are_what_eval_measures_on_the_test_slices(shared_data: Path, tmp_path: Path) -> None:
+def pd_test_slice_summary(shared_data: Path, tmp_path: Path, *synthesize_options: str) -> dict:
+    """The PD model's `mrsynth eval` summary on avg152 z >= 45, synthesized as a user would (the card's command)."""
     avg152 = shared_data / "spm12_avg152"
     t1, t2, truth = (str(avg152 / f"avg152{c}.nii.gz") for c in ("T1", "T2", "PD"))
-    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, "--out", "pd.nii.gz", "--device", "cpu", "-q"],
-               tmp_path)
+    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, *synthesize_options, "--out", "pd.nii.gz",
+                "--device", "cpu", "-q"], tmp_path)
     assert made.returncode == 0, made.stderr
     scored = run(["eval", "--pred", "pd.nii.gz", "--truth", truth, "--normalize", "truth", "--slices", "45:",
                   "--input", t1, "--input", t2, "--json", "-q"], tmp_path)
     assert scored.returncode == 0, scored.stderr
     summary = json.loads(scored.stdout.splitlines()[-1])
-    stated = entry(PD)["metrics"]
     assert summary["n_slices"] == 46
+    return summary
+
+
+def test_pd_model_card_figures_are_what_eval_measures_on_the_test_slices(shared_data: Path, tmp_path: Path) -> None:
+    summary = pd_test_slice_summary(shared_data, tmp_path)
+    stated = entry(PD)["metrics"]
     for metric in ("psnr", "ssim", "mae"):
         assert summary[metric]["mean"] == pytest.approx(stated[metric], abs=0.005), metric
     card = (REPO / "weights" / entry(PD)["card"]).read_text()
@@ -65,15 +71,7 @@ def test_pd_model_card_figures_are_what_eval_measures_on_the_test_slices(shared_
 
 def test_pd_model_card_tta_row_is_what_eval_measures(shared_data: Path, tmp_path: Path) -> None:
     """The card's `--tta` row (left-right mirror averaging) is measured the same way as the registry figures."""
-    avg152 = shared_data / "spm12_avg152"
-    t1, t2, truth = (str(avg152 / f"avg152{c}.nii.gz") for c in ("T1", "T2", "PD"))
-    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, "--tta", "--out", "pd.nii.gz", "--device", "cpu",
-                "-q"], tmp_path)
-    assert made.returncode == 0, made.stderr
-    scored = run(["eval", "--pred", "pd.nii.gz", "--truth", truth, "--normalize", "truth", "--slices", "45:",
-                  "--input", t1, "--input", t2, "--json", "-q"], tmp_path)
-    assert scored.returncode == 0, scored.stderr
-    summary = json.loads(scored.stdout.splitlines()[-1])
+    summary = pd_test_slice_summary(shared_data, tmp_path, "--tta")
     card = (REPO / "weights" / entry(PD)["card"]).read_text()
     row = next(line for line in card.splitlines() if line.startswith("| **this model with `--tta`"))
     stated = [float(cell.strip(" *")) for cell in row.split("|")[2:5]]
