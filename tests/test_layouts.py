@@ -66,6 +66,26 @@ def test_brats_2023_and_older_names(tmp_path):
     assert found.skipped == {"BraTS-GLI-00009-000": "missing contrast t1c, t2, flair"}
 
 
+def test_several_roots_make_one_subject_list_and_a_shared_id_is_skipped(tmp_path):
+    """BraTS 2018 and 2023 downloads read together; an id under two roots is ambiguous, never silently merged."""
+    new, old = tmp_path / "brats2023", tmp_path / "brats2018"
+    for case in ("BraTS-GLI-00000-000", "Shared"):
+        for suffix in ("t1n", "t1c", "t2w", "t2f"):
+            touch(new / case / f"{case}-{suffix}.nii.gz")
+    for case in ("Brats18_CBICA_AAB_1", "Shared"):
+        for suffix in ("t1", "t1ce", "t2", "flair"):
+            touch(old / case / f"{case}_{suffix}.nii.gz")
+    found = discover("brats", [new, old])
+    assert found.subject_ids() == ["BraTS-GLI-00000-000", "Brats18_CBICA_AAB_1"]
+    assert found.subjects[1].files["t1c"].name == "Brats18_CBICA_AAB_1_t1ce.nii.gz"
+    assert set(found.skipped) == {"Shared"} and "two roots" in found.skipped["Shared"]
+    assert found.roots == [new, old] and found.root == tmp_path
+    with pytest.raises(InputError, match="given twice"):
+        discover("brats", [new, new])
+    with pytest.raises(InputError, match="no brats files"):
+        discover("brats", [new, touch(tmp_path / "empty" / "x.txt").parent])
+
+
 def test_brats_real_sample_layout(shared_data):
     found = discover("brats", shared_data / "brats-style")
     assert found.subject_ids() == ["TCGA-DU-7294", "TCGA-FG-6692"]

@@ -20,7 +20,8 @@ FULL_TABLE_LIMIT = 40  # above this many subjects the table lists only the skipp
 @user_errors
 def preprocess_command(
     dataset: str = typer.Option(..., "--dataset", "-d", help="ixi, brats or folder."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset folder (ixi, brats)."),
+    root: Optional[list[Path]] = typer.Option(None, "--root", help="Dataset folder (ixi, brats); repeat it to "
+                                              "read several folders into one store."),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="folder: CSV 'subject,t1,t2,...' of volume paths."),
     out: Path = typer.Option(..., "--out", "-o", help="Store folder (created, or resumed if it exists)."),
     scenario: Optional[str] = typer.Option(None, "--scenario", help="Store only these contrasts, e.g. 't1,t2->flair'."),
@@ -41,6 +42,8 @@ def preprocess_command(
     Re-running with the same options resumes; subjects that fail are reported and skipped (exit 1).
 
     Example: mrsynth preprocess --dataset brats --root BraTS2023/ --out stores/brats --split 500,40,40 --workers 8
+
+    Several folders (e.g. BraTS 2018 and 2023 names) make one store: --root BraTS2018/ --root BraTS2023/
     """
     from mrsynth.data.preprocess import outcome_record, preprocess
 
@@ -49,9 +52,9 @@ def preprocess_command(
             raise InputError("--csv", "the folder dataset needs --csv LIST.csv", "columns subject,t1,t2,... of paths")
         source = csv_file
     else:
-        if root is None:
+        if not root:
             raise InputError("--root", f"the {dataset} dataset needs --root DIR")
-        source = root
+        source = root if len(root) > 1 else root[0]
     contrasts = _scenario_contrasts(scenario) if scenario else None
     console = stderr_console(quiet or as_json)
     command = shlex.join(["mrsynth", *sys.argv[1:]])

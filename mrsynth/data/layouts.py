@@ -8,10 +8,12 @@ starts, so a subject that later fails to load does not reshuffle the others.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from mrsynth.contrasts import CONTRASTS
 from mrsynth.errors import InputError
@@ -50,8 +52,9 @@ class Discovery:
     """What a layout reader found: complete subjects, and the subjects it had to skip with the reason."""
 
     dataset: str
-    root: Path
+    root: Path  # the one root, or the deepest folder holding all of them (manifest paths are relative to it)
     contrasts: list[str]
+    roots: list[Path] = field(default_factory=list)
     subjects: list[SubjectFiles] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
@@ -64,25 +67,39 @@ def canonical_order(contrasts: list[str] | tuple[str, ...] | set[str]) -> list[s
     return [c for c in CONTRASTS if c in set(contrasts)]
 
 
-def discover(dataset: str, root: str | Path, contrasts: list[str] | None = None) -> Discovery:
+def discover(dataset: str, root: str | Path | Sequence[str | Path], contrasts: list[str] | None = None) -> Discovery:
     """Find the subjects of ``dataset`` under ``root`` (for ``folder``, ``root`` is the CSV file).
 
+    ``root`` may also be several dataset folders (e.g. BraTS 2018 and BraTS 2023 downloads) read into one
+    subject list; a subject id found under two of them is ambiguous and skipped with both folders named.
     ``contrasts`` limits what is required and stored (e.g. from a scenario); by default every contrast the
     dataset provides is required. Subjects missing a required contrast, or with two files for one contrast,
     are listed in ``Discovery.skipped`` by name.
     """
-    root = Path(root)
-    if dataset == "folder":
-        if not root.is_file():
-            raise InputError(root, "CSV file not found", "give --csv with columns subject,t1,t2,...")
-        found, available, problems = _read_folder_csv(root)
-    elif dataset in DATASET_CONTRASTS:
-        if not root.is_dir():
-            raise InputError(root, "dataset folder not found", "check --root")
-        found, problems = (_scan_ixi if dataset == "ixi" else _scan_brats)(root)
-        available = list(DATASET_CONTRASTS[dataset])
-    else:
-        raise InputError("--dataset", f"unknown dataset {dataset!r}", f"choose one of {', '.join(DATASETS)}")
+    roots = [Path(r) for r in ([root] if isinstance(root, (str, Path)) else root)]
+    if not roots:
+        raise InputError("--root", "no dataset folder given")
+    if dataset == "folder" and len(roots) > 1:
+        raise InputError("--csv", "the folder dataset reads one CSV", "list every subject in one CSV file")
+    if len(set(r.resolve() for r in roots)) != len(roots):
+        raise InputError("--root", "the same folder is given twice", "give each dataset folder once")
+    found: dict[str, dict[str, Path]] = {}
+    problems: dict[str, str] = {}
+    origin: dict[str, Path] = {}
+    for one in roots:
+        part, available, part_problems = _scan(dataset, one)
+        for subject in sorted(set(part) | set(part_problems)):
+            if subject in origin:
+                problems[subject] = f"subject id found under two roots: {origin[subject]} and {one}"
+                continue
+            origin[subject] = one
+            if subject in part_problems:
+                problems[subject] = part_problems[subject]
+            else:
+                found[subject] = part[subject]
+        if not part and not part_problems:
+            what = "rows" if dataset == "folder" else f"{dataset} files"
+            raise InputError(one, f"no {what} recognised", _layout_hint(dataset))
 
     if contrasts is None:
         wanted = canonical_order(available)
@@ -93,11 +110,8 @@ def discover(dataset: str, root: str | Path, contrasts: list[str] | None = None)
                              f"available: {', '.join(canonical_order(available))}")
         wanted = canonical_order(contrasts)
 
-    if not found and not problems:
-        what = "rows" if dataset == "folder" else f"{dataset} files"
-        raise InputError(root, f"no {what} recognised", _layout_hint(dataset))
-
-    result = Discovery(dataset=dataset, root=root, contrasts=wanted)
+    common = roots[0] if len(roots) == 1 else Path(os.path.commonpath([r.resolve() for r in roots]))
+    result = Discovery(dataset=dataset, root=common, contrasts=wanted, roots=roots)
     for subject in sorted(set(found) | set(problems)):
         if subject in problems:
             result.skipped[subject] = problems[subject]
@@ -112,6 +126,20 @@ def discover(dataset: str, root: str | Path, contrasts: list[str] | None = None)
             continue
         result.subjects.append(SubjectFiles(subject, {c: files[c] for c in wanted}))
     return result
+
+
+def _scan(dataset: str, root: Path) -> tuple[dict[str, dict[str, Path]], list[str], dict[str, str]]:
+    """One root's subjects -> files, the contrasts its layout provides, and the subjects it found ambiguous."""
+    if dataset == "folder":
+        if not root.is_file():
+            raise InputError(root, "CSV file not found", "give --csv with columns subject,t1,t2,...")
+        return _read_folder_csv(root)
+    if dataset not in DATASET_CONTRASTS:
+        raise InputError("--dataset", f"unknown dataset {dataset!r}", f"choose one of {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise InputError(root, "dataset folder not found", "check --root")
+    found, problems = (_scan_ixi if dataset == "ixi" else _scan_brats)(root)
+    return found, list(DATASET_CONTRASTS[dataset]), problems
 
 
 def _layout_hint(dataset: str) -> str:

@@ -16,7 +16,7 @@ import signal
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mrsynth import __version__
 from mrsynth.data.layouts import Discovery, SubjectFiles, discover
@@ -41,7 +41,7 @@ REFERENCE_ORDER = {"ixi": ("t2", "pd", "t1"), "brats": ("t1", "t1c", "t2", "flai
 REGISTER = {"ixi": ("t1",)}
 SKULL_STRIPPED = {"ixi": False, "brats": True}  # folder: unknown (None)
 # Settings that decide the stored bytes: a store can only be resumed with the same ones.
-SETTINGS_KEYS = ("mrsynth_version", "dataset", "root", "contrasts", "slice_size", "dtype", "normalization",
+SETTINGS_KEYS = ("mrsynth_version", "dataset", "root", "roots", "contrasts", "slice_size", "dtype", "normalization",
                  "slice_rule", "reference_order", "register", "split")
 
 
@@ -76,7 +76,7 @@ ProgressCallback = Callable[[SubjectOutcome], None]
 
 def preprocess(
     dataset: str,
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     out: str | Path,
     *,
     contrasts: Optional[list[str]] = None,
@@ -92,6 +92,9 @@ def preprocess(
     on_subject: Optional[ProgressCallback] = None,
 ) -> PreprocessResult:
     """Build or resume the slice store ``out`` from ``dataset`` at ``root`` (the CSV file for ``folder``).
+
+    ``root`` may list several dataset folders (BraTS 2018 and 2023 downloads, say): their subjects form one store
+    and one split.
 
     ``on_start(total, already_done)`` is called once the work list is known, ``on_subject`` after each subject
     (processed, failed, or finished in an earlier run); both are for progress display.
@@ -112,7 +115,7 @@ def preprocess(
     result.unused = [s for s in found.subject_ids() if s not in assigned]
     todo = [s for s in found.subjects if s.subject in assigned]
     if not todo:
-        raise InputError(root, "no complete subject to process",
+        raise InputError(found.root, "no complete subject to process",
                          "; ".join(f"{k}: {v}" for k, v in list(found.skipped.items())[:3]) or "check the split")
 
     if size is None:
@@ -142,7 +145,7 @@ def preprocess(
                 on_subject(outcome)
 
     failures: dict[str, str] = {}
-    root_dir = Path(root).parent if dataset == "folder" else Path(root)
+    root_dir = found.root.parent if dataset == "folder" else found.root
     for subject, entry, reason in _run(pending, options, root_dir, out, workers):
         if entry is not None:
             manifest["subjects"][subject] = entry
@@ -200,6 +203,7 @@ def _new_manifest(found: Discovery, options: PrepareOptions, assigned: dict[str,
         "command": command,
         "dataset": found.dataset,
         "root": str(Path(found.root).resolve()),
+        "roots": [str(Path(r).resolve()) for r in found.roots],
         "contrasts": list(options.contrasts),
         "slice_size": list(options.slice_size),
         "dtype": options.dtype,
