@@ -1,5 +1,6 @@
 """The bundled models' held-out figures, as their registry entries and model cards state them, are what
-`mrsynth eval` measures (the commands a user would run): FLAIR on the holdout case, PD on avg152 z >= 45."""
+`mrsynth eval` measures (the commands a user would run): the BraTS models on the holdout case, PD on avg152
+z >= 45."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 from mrsynth.hub import load_registry
 
 REPO = Path(__file__).resolve().parents[1]
-FLAIR = "agi-net-tiny-brats-t1t2-flair"
 PD = "agi-net-light-avg152-t1t2-pd"
+BRATS = [e["name"] for e in load_registry() if "holdout/BraTS-GLI-00001-000" in e["metrics"].get("split", "")]
 
 
 def entry(name: str) -> dict:
@@ -26,22 +27,37 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
-def test_flair_model_card_figures_are_what_eval_measures_on_the_holdout(shared_data: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def holdout_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The holdout case as a user would store it: every BraTS contrast, all in the test split."""
+    work = tmp_path_factory.mktemp("holdout")
     made = run(["preprocess", "--dataset", "brats", "--root", str(shared_data / "holdout"), "--out", "store",
-                "--scenario", "t1,t2->flair", "--split", "0,0,1", "--dtype", "float32", "-q"], tmp_path)
+                "--split", "0,0,1", "--dtype", "float32", "-q"], work)
     assert made.returncode == 0, made.stderr
-    scored = run(["eval", "--data", "store", "--checkpoint", FLAIR, "--split", "test", "--report", "report",
+    return work / "store"
+
+
+def test_every_brats_scenario_has_a_default_model_with_holdout_figures() -> None:
+    scenarios = {entry(name)["scenario"] for name in BRATS if entry(name)["default"]}
+    assert {"t1,t2->flair"} <= scenarios
+    assert len(BRATS) >= 2
+
+
+@pytest.mark.parametrize("name", BRATS)
+def test_brats_model_card_figures_are_what_eval_measures_on_the_holdout(name: str, holdout_store: Path,
+                                                                          tmp_path: Path) -> None:
+    scored = run(["eval", "--data", str(holdout_store), "--checkpoint", name, "--split", "test", "--report", "report",
                   "--json", "-q"], tmp_path)
     assert scored.returncode == 0, scored.stderr
     records = [json.loads(line) for line in scored.stdout.splitlines()]
     summary = next(r for r in records if r["kind"] == "summary")
-    stated = entry(FLAIR)["metrics"]
+    stated = entry(name)["metrics"]
     assert summary["n_slices"] == 129
-    assert summary["psnr"]["mean"] == pytest.approx(stated["psnr"], abs=0.005)
-    assert summary["ssim"]["mean"] == pytest.approx(stated["ssim"], abs=0.005)
-    assert summary["mae"]["mean"] == pytest.approx(stated["mae"], abs=0.005)
-    card = (REPO / "weights" / entry(FLAIR)["card"]).read_text()
-    assert f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card
+    assert summary["scenario"] == entry(name)["scenario"]
+    for metric in ("psnr", "ssim", "mae"):
+        assert summary[metric]["mean"] == pytest.approx(stated[metric], abs=0.005), metric
+    card = (REPO / "weights" / entry(name)["card"]).read_text()
+    assert entry(name)["sha256"] in card and f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card
     assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.csv", "summary.json"}
 
 

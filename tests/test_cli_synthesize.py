@@ -294,7 +294,7 @@ def test_bundled_default_model_on_the_demo_case(tmp_path):
     """Acceptance 1 with the model the registry ships as default for (t1, t2): the README's quick-start."""
     from mrsynth.inference import resolve_checkpoint
 
-    assert resolve_checkpoint(None, ["t1", "t2"]).name == "agi-net-tiny-brats-t1t2-flair.safetensors"
+    assert resolve_checkpoint(None, ["t1", "t2"]).name == "resunet-tiny-brats17-t1t2-flair.safetensors"
     out = tmp_path / "synth.nii.gz"
     result = run("--t1", DEMO_T1, "--t2", DEMO_T2, "--out", out, "--preview", tmp_path / "p.png")
     assert result.exit_code == 0, result.stderr
