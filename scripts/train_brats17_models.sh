@@ -42,8 +42,12 @@ run agi-net "t1,t1c,t2->flair" flair3 1500 &
 run agi-net "t1,t1c,flair->t2" t23 1500 &
 run agi-net "t1c,t2,flair->t1" t13 1500 &
 wait
+# 5. the paper's two other BraTS scenarios (Table 2); started at the end of a session, not bundled yet
+run agi-net "t2,flair->t1" t1-2in 2500 &
+run agi-net "t1,flair->t2" t2-2in 2500 &
+wait
 
-# 5. the bundled files: best validation checkpoint, float16, without the local store path
+# 6. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
 import sys
 from mrsynth.checkpoint import load_checkpoint, save_checkpoint
