@@ -37,10 +37,13 @@ def holdout_store(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -
     return work / "store"
 
 
-def test_every_brats_scenario_has_a_default_model_with_holdout_figures() -> None:
+def test_the_t1_t2_default_is_a_brats_model_with_holdout_figures() -> None:
+    from mrsynth.hub.registry import default_entry
+
     scenarios = {entry(name)["scenario"] for name in BRATS if entry(name)["default"]}
     assert {"t1,t2->flair"} <= scenarios
     assert len(BRATS) >= 2
+    assert default_entry(["t1", "t2"])["name"] in BRATS
 
 
 @pytest.mark.parametrize("name", BRATS)

@@ -54,7 +54,7 @@ def preprocess_command(
     else:
         if not root:
             raise InputError("--root", f"the {dataset} dataset needs --root DIR")
-        source = root if len(root) > 1 else root[0]
+        source = root
     contrasts = _scenario_contrasts(scenario) if scenario else None
     console = stderr_console(quiet or as_json)
     command = shlex.join(["mrsynth", *sys.argv[1:]])
