@@ -22,3 +22,11 @@ class InputError(Exception):
     def one_line(self) -> str:
         text = f"{self.source}: {self.problem}" if self.source else self.problem
         return f"{text} ({self.hint})" if self.hint else text
+
+
+class MrsynthWarning(UserWarning):
+    """Something the user should know that does not stop the work (a renamed model, a suspicious input).
+
+    The command line prints each as one ``warning: ...`` line on stderr; library users get a normal Python
+    warning they can filter by this class.
+    """

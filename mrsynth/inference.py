@@ -17,7 +17,9 @@ Library use (a notebook)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from mrsynth.contrasts import CONTRASTS, canonical_contrast
+from mrsynth.contrasts import CONTRASTS, canonical_contrast, contrast_from_filename
 from mrsynth.devices import resolve_device
 from mrsynth.errors import InputError
 from mrsynth.io.subjects import Subject
@@ -75,7 +77,8 @@ class SynthesisResult:
         """The JSON line of ``--json``."""
         return {
             "subject": self.subject, "status": "ok", "output": _str(self.output), "preview": _str(self.preview),
-            "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario, "device": self.device,
+            "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario,
+            "target": self.scenario.rpartition("->")[2], "device": self.device,
             "seconds": round(self.seconds, 3), "slices": self.slices, "intensity": self.intensity,
             "tta": self.tta, "warnings": self.warnings,
         }
@@ -113,7 +116,7 @@ class Synthesizer:
         synthesizer = cls(path, device=device, batch_size=batch_size, tta=tta)
         if target and synthesizer.target != target:
             raise InputError(path, f"this model synthesizes {synthesizer.target}, not {target}",
-                             "drop --target or choose a model for that target (mrsynth models)")
+                             "drop --target (or rename the output) or choose a model for that target (mrsynth models)")
         return synthesizer
 
     @property
@@ -140,18 +143,20 @@ class Synthesizer:
         ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
         (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
         """
-        from mrsynth.io import check_output_path
+        from mrsynth.io.outputs import check_distinct, check_preview_output, check_volume_output
 
         started = time.perf_counter()
         named = self._check_inputs(inputs)
-        for path in (out, preview):
-            if path is not None:
-                check_output_path(path, overwrite)
+        out = None if out is None else check_volume_output(out, overwrite)
+        preview = None if preview is None else check_preview_output(preview, overwrite)
+        check_distinct({f"--{c}": p for c, p in named.items() if isinstance(p, Path)},
+                       {"--out": out, "--preview": preview})
         intensity_reference = _intensity_reference(match_intensity)
         reference_name = next(iter(named))
         warnings = [f"--{c} is not used by this model ({self.scenario})" for c in named
                     if c not in self.inputs and c != reference_name]
-        volumes = self._read(named, [reference_name, *[c for c in self.inputs if c != reference_name]])
+        volumes, read_warnings = self._read(named, [reference_name, *[c for c in self.inputs if c != reference_name]])
+        warnings += read_warnings
         reference = volumes[reference_name]
         for contrast in self.inputs:
             warnings += training_mismatch(volumes[contrast], self.metadata, _describe(named[contrast]))
@@ -203,6 +208,14 @@ class Synthesizer:
                 raise InputError(f"--{name}", f"{contrast} is the contrast this model synthesizes",
                                  "drop it, or choose a model with another target")
             named[contrast] = Path(source) if isinstance(source, (str, Path)) else source
+        files: dict[str, str] = {}
+        for contrast, source in named.items():
+            if isinstance(source, Path):
+                key = os.path.realpath(source)
+                if key in files:
+                    raise InputError(source, f"is given as both --{files[key]} and --{contrast}",
+                                     "give each contrast its own scan")
+                files[key] = contrast
         missing = [c for c in self.inputs if c not in named]
         if missing:
             needed = " ".join(f"--{c} FILE" for c in missing)
@@ -210,16 +223,29 @@ class Synthesizer:
                              f"add {needed}, or choose a model for the contrasts you have (mrsynth models)")
         return named
 
-    def _read(self, named: dict[str, VolumeSource], wanted: list[str]) -> dict[str, "sitk.Image"]:
+    def _read(self, named: dict[str, VolumeSource], wanted: list[str]) -> tuple[dict[str, "sitk.Image"], list[str]]:
+        """The volumes, and the readers' :class:`MrsynthWarning` messages (NaN voxels, qform/sform) plus what
+        comparing the inputs with each other shows (:func:`input_mixups`), for the result's warnings."""
+        import warnings as python_warnings
+
         import SimpleITK as sitk
 
+        from mrsynth.errors import MrsynthWarning
         from mrsynth.io import read_volume
 
         volumes = {}
-        for contrast in wanted:
-            source = named[contrast]
-            volumes[contrast] = read_volume(source) if isinstance(source, Path) else sitk.Cast(source, sitk.sitkFloat32)
-        return volumes
+        with python_warnings.catch_warnings(record=True) as caught:
+            python_warnings.simplefilter("always", MrsynthWarning)
+            for contrast in wanted:
+                source = named[contrast]
+                volumes[contrast] = read_volume(source) if isinstance(source, Path) else \
+                    sitk.Cast(source, sitk.sitkFloat32)
+        messages = [str(w.message) for w in caught if issubclass(w.category, MrsynthWarning)]
+        for w in caught:  # anything else goes on to the caller's filters
+            if not issubclass(w.category, MrsynthWarning):
+                python_warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        labels = {c: _describe(named[c]) for c in wanted}
+        return volumes, messages + input_mixups(volumes, labels, self.metadata.get("skull_stripped"))
 
     def _align(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource], reference_name: str,
                register: bool) -> tuple[dict[str, "sitk.Image"], list[str]]:
@@ -320,10 +346,12 @@ def synthesize(
 
     ``model`` is a ``.safetensors`` path, a registry name, ``hf://OWNER/REPO[/FILE][@REV]`` or None (the
     registry's default model for these inputs, ``target`` choosing among several). ``match_intensity`` is a scan of
-    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`). ``tta``: average
+    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`). Without ``target``,
+    an output name that announces a contrast (``pd.nii.gz``, :func:`output_target`) chooses it. ``tta``: average
     the model's output on each slice and on its left-right mirror (:func:`mirrored_mean`), at twice the cost.
     """
     names = [_canonical_or_fail(name, f"--{name}") for name in inputs]
+    target = output_target(out, target, names)
     synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size, tta=tta)
     return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress,
                        match_intensity=match_intensity)
@@ -336,6 +364,7 @@ class BatchItem:
     subject: Subject
     status: str  # "ok", "failed" or "skipped"
     result: SynthesisResult | None = None
+    target: str | None = None
     error: str | None = None
     seconds: float = 0.0
 
@@ -343,6 +372,7 @@ class BatchItem:
         if self.result is not None:
             return self.result.record()
         return {"subject": self.subject.name, "status": self.status, "output": _str(self.subject.output),
+                "target": self.target,
                 "inputs": {c: str(p) for c, p in self.subject.inputs.items()}, "error": self.error,
                 "seconds": round(self.seconds, 3)}
 
@@ -364,17 +394,24 @@ def synthesize_batch(
     subjects) is read once, before the first subject: a bad file stops the batch with an InputError.
     """
     intensity_reference = _intensity_reference(match_intensity)
+    outcome = functools.partial(BatchItem, target=synthesizer.target)
     for subject in subjects:
         started = time.perf_counter()
         if subject.output is None:
             raise ValueError(f"subject {subject.name} has no output path")
         if subject.output.exists() and not overwrite:
-            yield BatchItem(subject, "skipped", error="output exists (pass --overwrite to redo it)")
+            yield outcome(subject, "skipped", error="output exists (pass --overwrite to redo it)")
             continue
         missing = [c for c in synthesizer.inputs if c not in subject.inputs]
         if missing:
-            yield BatchItem(subject, "failed", error=f"{subject.name}: no {', '.join(missing)} scan given or found "
-                                                     f"(the model {synthesizer.scenario} needs it)")
+            yield outcome(subject, "failed", error=f"{subject.name}: no {', '.join(missing)} scan given or found "
+                                                   f"(the model {synthesizer.scenario} needs it)")
+            continue
+        try:  # CSV outputs may point into folders that do not exist yet, as --out-dir may
+            subject.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            yield outcome(subject, "failed", error=f"{subject.output.parent}: cannot create the output folder "
+                                                   f"({exc.strerror})")
             continue
         ordered = {c: path for c, path in subject.inputs.items() if c in synthesizer.inputs}
         preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
@@ -382,12 +419,73 @@ def synthesize_batch(
             result = synthesizer(ordered, subject.output, subject=subject.name, register=register,
                                  overwrite=overwrite, preview=preview, match_intensity=intensity_reference)
         except InputError as exc:
-            yield BatchItem(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
+            yield outcome(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
         except Exception as exc:  # isolation: one subject's unexpected failure must not stop the others
-            yield BatchItem(subject, "failed", error=f"{type(exc).__name__}: {exc}",
-                            seconds=time.perf_counter() - started)
+            yield outcome(subject, "failed", error=f"{type(exc).__name__}: {exc}",
+                          seconds=time.perf_counter() - started)
         else:
-            yield BatchItem(subject, "ok", result=result, seconds=result.seconds)
+            yield outcome(subject, "ok", result=result, seconds=result.seconds)
+
+
+def output_target(out: str | Path | None, target: str | None, inputs: list[str]) -> str | None:
+    """The contrast to synthesize: ``target`` when given, else the one the output's name announces
+    (:func:`mrsynth.contrasts.contrast_from_filename`), else None (the registry default for the inputs).
+
+    ``--out pd.nii.gz`` therefore writes PD, never the FLAIR that happens to be the default for t1 + t2; a name that
+    contradicts ``--target``, or that names one of the inputs, is refused rather than guessed around.
+    """
+    named = contrast_from_filename(out) if out is not None else None
+    if target is not None:
+        target = _canonical_or_fail(target, "--target")
+        if named is not None and named != target:
+            raise InputError(out, f"the output name says {named} but --target is {target}",
+                             "rename the output or drop --target")
+        return target
+    if named is not None and named in inputs:
+        raise InputError(out, f"the output name says {named}, which is one of the inputs",
+                         "rename the output (e.g. ...-flair.nii.gz) or give --target")
+    return named
+
+
+def input_mixups(volumes: Mapping[str, "sitk.Image"], labels: Mapping[str, str],
+                 skull_stripped: bool | None) -> list[str]:
+    """Two mix-ups that give a plausible-looking but wrong synthesis: two inputs with identical voxels (one file
+    copied under two names) is refused; a T1 and a T2 that look swapped earns a warning.
+
+    The swap test uses what distinguishes the two weightings in brain tissue, normalised by each scan's 99th
+    percentile: T1 is bright with a dark CSF tail (median of 0.64-0.82, negative skew on the 17 BraTS training
+    subjects), T2 dark with a bright CSF tail (median 0.27-0.50, skew +0.6 to +2.5). Both statistics must point
+    the other way before anything is said. Scans with skull and scalp do not follow these figures (two raw
+    clinical T1s had skew +0.9 and +2.1), so the test runs only for models trained on skull-stripped scans.
+    """
+    import SimpleITK as sitk
+
+    arrays = {c: sitk.GetArrayViewFromImage(image) for c, image in volumes.items()}
+    names = list(arrays)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if arrays[a].shape == arrays[b].shape and np.array_equal(arrays[a], arrays[b]):
+                raise InputError(labels[b], f"has exactly the voxels of {labels[a]} (--{a} and --{b})",
+                                 "give each contrast its own scan")
+    if not skull_stripped or not {"t1", "t2"} <= set(arrays):
+        return []
+    t1, t2 = (_tissue_statistics(arrays[c]) for c in ("t1", "t2"))
+    if t1[0] < t2[0] and t1[1] > t2[1]:
+        return [f"{labels['t1']} (--t1) looks T2-weighted and {labels['t2']} (--t2) T1-weighted (median "
+                f"{t1[0]:.2f} vs {t2[0]:.2f}, skew {t1[1]:+.2f} vs {t2[1]:+.2f}); are --t1 and --t2 swapped?"]
+    return []
+
+
+def _tissue_statistics(values: np.ndarray) -> tuple[float, float]:
+    """(median, skewness) of the brain voxels (above 10 % of the 99th percentile), scaled by that percentile."""
+    positive = values[values > 0]
+    if positive.size < 100:
+        return 0.0, 0.0
+    p99 = float(np.percentile(positive, 99))
+    tissue = np.clip(positive[positive > 0.1 * p99] / p99, 0.0, 1.5)
+    centred = tissue - tissue.mean()
+    spread = float(np.sqrt(np.mean(centred ** 2))) or 1.0
+    return float(np.median(tissue)), float(np.mean(centred ** 3) / spread ** 3)
 
 
 def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: str) -> list[str]:

@@ -5,6 +5,8 @@ z >= 45."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +25,9 @@ def entry(name: str) -> dict:
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "300"}  # rich tables on one line each, as a wide terminal shows them
     return subprocess.run([sys.executable, "-m", "mrsynth", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +49,31 @@ def test_the_t1_t2_default_is_a_brats_model_with_holdout_figures() -> None:
     assert default_entry(["t1", "t2"])["name"] in BRATS
 
 
-@pytest.mark.parametrize("name", BRATS)
-def test_brats_model_card_figures_are_what_eval_measures_on_the_holdout(name: str, holdout_store: Path,
-                                                                          tmp_path: Path) -> None:
-    scored = run(["eval", "--data", str(holdout_store), "--checkpoint", name, "--split", "test", "--report", "report",
-                  "--json", "-q"], tmp_path)
+@pytest.fixture(scope="module")
+def holdout_eval(holdout_store: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One `mrsynth eval --dataset brats --data STORE` without --checkpoint, as a user asks "how good are the
+    bundled models on my data": every registered model the store can serve, in one run."""
+    work = tmp_path_factory.mktemp("holdout-eval")
+    scored = run(["eval", "--dataset", "brats", "--data", str(holdout_store), "--split", "test", "--report", "report",
+                  "--json"], work)
     assert scored.returncode == 0, scored.stderr
     records = [json.loads(line) for line in scored.stdout.splitlines()]
-    summary = next(r for r in records if r["kind"] == "summary")
+    return {"summaries": {r["model"]: r for r in records if r["kind"] == "summary"}, "table": scored.stderr,
+            "report": work / "report"}
+
+
+def test_eval_without_checkpoint_scores_every_bundled_model_the_store_serves(holdout_eval: dict) -> None:
+    assert set(holdout_eval["summaries"]) == set(BRATS)  # the t1,t2->pd model needs a PD the store does not hold
+    columns = list(dict.fromkeys(re.findall(r"[a-z0-9]+(?:,[a-z0-9]+)+->[a-z0-9]+", holdout_eval["table"])))
+    assert set(columns) == {entry(name)["scenario"] for name in BRATS}
+    paper = [s for s in ("t2,flair->t1", "t1,flair->t2", "t1,t2->flair") if s in columns]
+    assert paper and columns[:len(paper)] == paper, "Table 2's scenarios first, in its column order"
+    assert {p.name for p in holdout_eval["report"].iterdir()} >= {"metrics.csv", "summary.json"}
+
+
+@pytest.mark.parametrize("name", BRATS)
+def test_brats_model_card_figures_are_what_eval_measures_on_the_holdout(name: str, holdout_eval: dict) -> None:
+    summary = holdout_eval["summaries"][name]
     stated = entry(name)["metrics"]
     assert summary["n_slices"] == 129
     assert summary["scenario"] == entry(name)["scenario"]
@@ -61,7 +81,6 @@ def test_brats_model_card_figures_are_what_eval_measures_on_the_holdout(name: st
         assert summary[metric]["mean"] == pytest.approx(stated[metric], abs=0.005), metric
     card = (REPO / "weights" / entry(name)["card"]).read_text()
     assert entry(name)["sha256"] in card and f"{stated['psnr']:.2f}" in card and f"{stated['ssim']:.2f}" in card
-    assert {p.name for p in (tmp_path / "report").iterdir()} >= {"metrics.csv", "summary.json"}
 
 
 def pd_test_slice_summary(shared_data: Path, tmp_path: Path, *synthesize_options: str) -> dict:

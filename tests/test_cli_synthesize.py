@@ -129,6 +129,32 @@ def _bad_case(name: str, tmp: Path, case: dict[str, Path]) -> tuple[list[object]
     elif name == "truncated --match-intensity scan":
         bad.write_bytes(raw[: len(raw) // 3])
         return ["--t1", t1, "--t2", t2, "--out", out, "--model", model, "--match-intensity", bad], bad
+    elif name == "output is a folder name":
+        out = f"{tmp / 'out' / 'newdir'}/"
+        return ["--t1", t1, "--t2", t2, "--out", out, "--model", model], out
+    elif name in ("output without extension", "output is a PNG"):
+        out = tmp / "out" / ("result" if name == "output without extension" else "flair.png")
+        return ["--t1", t1, "--t2", t2, "--out", out, "--model", model], out
+    elif name == "--out is an input (with --overwrite)":
+        scan = tmp / "out" / "scan.nii.gz"
+        scan.write_bytes(t1.read_bytes())
+        return ["--t1", scan, "--t2", t2, "--out", scan, "--model", model, "--overwrite"], scan
+    elif name == "--preview is --out":
+        return ["--t1", t1, "--t2", t2, "--out", out, "--preview", out, "--model", model], out
+    elif name == "output name contradicts --target":
+        out = tmp / "out" / "pd.nii.gz"
+        return ["--t1", t1, "--t2", t2, "--out", out, "--target", "flair", "--model", model], out
+    elif name == "same file as --t1 and --t2":
+        return ["--t1", t1, "--t2", t1, "--out", out, "--model", model], t1
+    elif name == "a copy of --t1 as --t2":
+        bad.write_bytes(t1.read_bytes())
+    elif name == "constant volume":
+        nifti(np.full((20, 20, 10), 7.0, np.float32))
+    elif name == "zero voxel size":
+        image = nib.load(str(t2))
+        zeroed = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header.copy())
+        zeroed.header["pixdim"][1:4] = 0.0
+        nib.save(zeroed, str(bad))
     elif name == "pickled .pt checkpoint":
         model = tmp / "model.pt"
         model.write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
@@ -148,7 +174,10 @@ class _Touch:
 
 BATTERY = ["missing file", "empty file", "truncated .nii.gz", "text file named .nii.gz", "4-D volume", "2-D image",
            "all-NaN volume", "all-zero volume", "fields of view do not overlap", "output folder does not exist",
-           "output exists", "checkpoint with a pickle inside", "pickled .pt checkpoint", "truncated --match-intensity scan"]
+           "output exists", "checkpoint with a pickle inside", "pickled .pt checkpoint", "truncated --match-intensity scan",
+           "output is a folder name", "output without extension", "output is a PNG", "--out is an input (with --overwrite)",
+           "--preview is --out", "output name contradicts --target", "same file as --t1 and --t2", "a copy of --t1 as --t2",
+           "constant volume", "zero voxel size"]
 
 
 @pytest.mark.parametrize("name", BATTERY)

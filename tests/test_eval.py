@@ -293,7 +293,7 @@ def test_eval_metrics_match_a_direct_computation(trained):
     (["--data", "{store}", "-c", "{ckpt}", "--split", "val"], "no finished subject"),
     (["--pred", "{missing}"], "needs both --pred and --truth"),
     (["--data", "{store}", "-c", "{ckpt}", "--report", "{missing}", "--figure", "s03:99"], "no stored slice 99"),
-    (["--data", "{store}", "-c", "{ckpt}", "--report", "{missing}", "--roi", "1:2"], "Y:X:SIZE"),
+    (["--data", "{store}", "-c", "{ckpt}", "--report", "{missing}", "--roi", "1:2"], "ROW:COL:SIZE"),
 ])
 def test_eval_bad_input_is_one_error_line(trained, tmp_path, args, needle):
     store, resunet, _ = trained

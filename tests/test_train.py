@@ -350,7 +350,8 @@ def test_cli_slice_range_limits_training_slices(store: Path, tmp_path: Path) -> 
 
 
 def test_sigterm_saves_a_resume_state_and_resume_finishes(store: Path, tmp_path: Path) -> None:
-    """A scheduler's SIGTERM: exit 130, a complete resume state, no temporary file; --resume then completes the run."""
+    """A scheduler's SIGTERM: exit 143, one error line, a complete resume state, no temporary file; --resume then
+    completes the run."""
     import subprocess
     import sys
     import time
@@ -366,11 +367,13 @@ def test_sigterm_saves_a_resume_state_and_resume_finishes(store: Path, tmp_path:
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "interrupted at iteration" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    assert process.returncode == 143, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "terminated at iteration" in errors[0] and "--resume" in errors[0], stderr
+    assert "Traceback" not in stderr
     stopped_at = load_state(run / "resume.safetensors")["iteration"]
     assert 1 <= stopped_at < 100000 and (run / "last.safetensors").is_file()
-    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in run.iterdir() if ".part" in p.name or p.name.endswith(".tmp")]
     done = subprocess.run([*command, "--iters", str(stopped_at + 2), "--resume"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert load_state(run / "resume.safetensors")["iteration"] == stopped_at + 2

@@ -19,7 +19,7 @@ def _parse_roi(text: Optional[str]) -> Optional[tuple[int, int, int]]:
         return None
     parts = text.split(":")
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or int(parts[2]) < 2:
-        raise InputError("--roi", f"{text!r} is not Y:X:SIZE", "e.g. --roi 90:60:64 (top-left corner and side in px)")
+        raise InputError("--roi", f"{text!r} is not ROW:COL:SIZE", "e.g. --roi 90:60:64 (top-left corner and side in px)")
     y, x, size = (int(p) for p in parts)
     return y, x, size
 
@@ -41,7 +41,8 @@ def eval_command(
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for metrics.csv, summary.json and PNGs."),
     figure: List[str] = typer.Option([], "--figure", help="Slice to draw as SUBJECT:Z (repeatable)."),
     figures: int = typer.Option(2, "--figures", help="Without --figure: fullest slice of this many subjects."),
-    roi: Optional[str] = typer.Option(None, "--roi", help="Zoomed ROI Y:X:SIZE (default: largest error)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="Zoomed ROI ROW:COL:SIZE in pixels (default: around the "
+                                      "largest error)."),
     pred: Optional[Path] = typer.Option(None, "--pred", help="Prediction volume (NIfTI) to score against --truth."),
     truth: Optional[Path] = typer.Option(None, "--truth", help="Ground-truth volume (NIfTI), same grid as --pred."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask for slice selection (NIfTI pair mode)."),
@@ -60,6 +61,8 @@ def eval_command(
 
     Examples:
 
+      mrsynth eval --dataset brats --data store --split val   (every registered model the store can serve)
+
       mrsynth eval --data store --checkpoint agi.safetensors --checkpoint resunet.safetensors --report out
 
       mrsynth eval --data store -c agi.safetensors -c resunet.safetensors --perturb-shift 0:3:0.5 --json
@@ -75,9 +78,15 @@ def eval_command(
                              "and no --data/--checkpoint")
         _eval_pair(pred, truth, mask, inputs, normalize, slices, report, overwrite, as_json, console)
         return
-    if data is None or not checkpoint:
-        raise InputError("--data/--checkpoint", "give a slice store and at least one checkpoint",
+    if data is None:
+        raise InputError("--data", "give a slice store (made by mrsynth preprocess)",
                          "or --pred/--truth for two volumes; see mrsynth eval --help")
+    if not checkpoint:
+        from mrsynth.evaluation import registered_models_for
+
+        checkpoint = registered_models_for(data)
+        console.print(f"no --checkpoint: scoring the {len(checkpoint)} registered model(s) this store can serve: "
+                      f"{', '.join(checkpoint)}", highlight=False)
     _eval_store(data, checkpoint, dataset, split, subject, perturb_shift, perturb_input, seed, report, figure,
                 figures, _parse_roi(roi), device, batch_size, overwrite, as_json, console)
 

@@ -11,7 +11,8 @@ from mrsynth.cli.common import emit_json, stderr_console, user_errors
 
 @user_errors
 def push_command(
-    checkpoint: str = typer.Argument(..., help="The .safetensors checkpoint (or a registry name) to publish."),
+    checkpoint: str = typer.Argument(..., help="The .safetensors checkpoint (or a registry name) to publish.",
+                                     metavar="CHECKPOINT"),
     repo: str = typer.Option(..., "--repo", help="Target model repository OWNER/REPO (created if missing)."),
     revision: Optional[str] = typer.Option(
         None, "--revision", help="Branch to commit to (created if missing); default main."

@@ -6,17 +6,41 @@ under DistributedDataParallel (NCCL on GPUs, gloo on CPU).
 
 from __future__ import annotations
 
+import json
+import signal
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from mrsynth.cli.common import emit_json, print_error, stderr_console, user_errors
+from mrsynth.cli.common import (emit_json, print_error, print_warning, signal_exit_code, signal_word, stderr_console,
+                                user_errors)
 from mrsynth.errors import InputError
+
+if TYPE_CHECKING:
+    from mrsynth.models import ModelConfig
+    from mrsynth.training import TrainConfig
+
+# Options that set the recipe or the architecture stored in a run's resume state: (section, field) there. Given
+# with --resume they must agree with the run; left out, the run's own values apply.
+RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
+    "arch": ("model", "arch"), "preset": ("model", "widths"), "widths": ("model", "widths"),
+    "groups": ("model", "groups"), "stages": ("model", "cagr_stages"), "no_attention": ("model", "attention"),
+    "no_rolling": ("model", "rolling"), "framework": ("train", "framework"), "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"), "lr_schedule": ("train", "lr_schedule"), "lambda_l1": ("train", "lambda_l1"),
+    "seed": ("train", "seed"), "crop": ("train", "crop"), "no_flip": ("train", "flip"),
+    "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"), "scale_aug": ("train", "scale"),
+    "amp": ("train", "amp"), "val_every": ("train", "val_every"), "save_every": ("train", "save_every"),
+    "log_every": ("train", "log_every"), "select_metric": ("train", "select_metric"),
+}
+FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp"})
+CPU_RECIPE_FLAGS = "--preset tiny --crop 128 --batch-size 8 --framework l1"
 
 
 @user_errors
 def train_command(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Slice store made by mrsynth preprocess."),
     scenario: str = typer.Option(..., "--scenario", help="Inputs in channel order, then the target: t1,t2->flair."),
     arch: str = typer.Option("agi-net", "--arch", help="agi-net or resunet."),
@@ -27,14 +51,16 @@ def train_command(
     no_attention: bool = typer.Option(False, "--no-attention", help="GR-only ablation (no Cross Group Attention)."),
     no_rolling: bool = typer.Option(False, "--no-rolling", help="CA-only ablation (no Group-wise Rolling)."),
     framework: str = typer.Option("pix2pix", "--framework", help="pix2pix (L1 + PatchGAN) or l1 (generator only)."),
-    iters: int = typer.Option(120_000, "--iters", help="Training iterations (the paper: 120k)."),
+    iters: int = typer.Option(120_000, "--iters", help="Training iterations (the paper: 120k; with --resume: the "
+                              "run's own unless given)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Slices per iteration and process."),
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
     lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, cosine, or linear (pix2pix: decay over the 2nd half)."),
     lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of L1 against the adversarial loss (pix2pix)."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (float16 autocast + grad scaling) on GPU."),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Checkpoints, resume state, log.csv, TensorBoard."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir exactly where it stopped."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir exactly where it stopped "
+                                "(recipe options left out are the run's own; those given must match it)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     val_every: int = typer.Option(1000, "--val-every", help="Validate every N iterations (best checkpoint kept)."),
     save_every: int = typer.Option(1000, "--save-every", help="Write the resume state and last checkpoint every N iterations."),
@@ -58,7 +84,8 @@ def train_command(
         None, "--skull-stripped/--not-skull-stripped", help="Record whether the training scans are skull-stripped "
         "(default: what the store's manifest says)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON line per log/val/checkpoint event on stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or warnings on stderr (--json still "
+                               "emits warning events)."),
 ) -> None:
     """Train a generator; writes RUN_DIR/{last,best}.safetensors, resume.safetensors, log.csv, tensorboard/.
 
@@ -68,6 +95,7 @@ def train_command(
     """
     import torch
 
+    from mrsynth.devices import resolve_device
     from mrsynth.hub.registry import parse_scenario
     from mrsynth.models import ModelConfig
     from mrsynth.models import preset as make_preset
@@ -98,6 +126,9 @@ def train_command(
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
 
+    if resume:
+        model_config, config = _resumed_configs(ctx, run_dir, model_config, config, inputs, target)
+
     store, train_set, val_set = store_datasets(str(data), inputs, target, slice_range, val_split, val_slice_range, min_brain)
     metadata = store_metadata(store, inputs, target, slice_range)
     if data_note:
@@ -106,6 +137,13 @@ def train_command(
         metadata["training"]["licence"] = licence
     if skull_stripped is not None:
         metadata["skull_stripped"] = skull_stripped
+    if _is_main_rank():
+        if val_set is None:
+            _warn(_no_validation_warning(store, data, val_split), quiet, as_json)
+        on_cpu = resolve_device(device) == "cpu"
+        heavy = _cpu_cost_warning(model_config, config, tuple(store.slice_size)) if on_cpu else None
+        if heavy:
+            _warn(heavy, quiet, as_json)
     console = stderr_console(quiet or as_json)
     if amp and not device.startswith("cuda") and not torch.cuda.is_available():
         stderr_console(quiet).print("note: --amp needs a CUDA device; training in float32")
@@ -125,9 +163,143 @@ def train_command(
             line += f" (best val at {best['iteration']}: {best.get('psnr', float('nan')):.2f} dB, {best.get('ssim', float('nan')):.2f} %)"
         stderr_console(quiet).print(line)
     if result.interrupted:
-        print_error(f"{run_dir}: interrupted at iteration {result.iteration}, resume state saved "
+        stopped_by = result.stop_signal or signal.SIGINT
+        print_error(f"{run_dir}: {signal_word(stopped_by)} at iteration {result.iteration}, resume state saved "
                     "(re-run the same command with --resume)")
-        raise typer.Exit(130)
+        raise typer.Exit(signal_exit_code(stopped_by))
+
+
+def _warn(message: str, quiet: bool, as_json: bool) -> None:
+    """One ``warning:`` line on stderr (unless --quiet); with --json also a ``warning`` event among the others, so a
+    pipeline reading stdout learns it too."""
+    if not quiet:
+        print_warning(message)
+    if as_json:
+        emit_json({"event": "warning", "message": message})
+
+
+def _no_validation_warning(store: Any, data: Path, val_split: str) -> str:
+    """Without validation no checkpoint is ever selected: say so before hours of training, not after."""
+    from mrsynth.training.trainer import BEST_FILE, LAST_FILE
+
+    missing = (f"no '{val_split}' subjects" if not store.subjects(val_split)
+               else f"no '{val_split}' slices left after --val-slice-range and --min-brain")
+    return (f"store {data} has {missing}: no validation, {BEST_FILE} will not be written; the last checkpoint is "
+            f"{LAST_FILE}")
+
+
+def _cpu_cost_warning(model_config: ModelConfig, config: TrainConfig, slice_size: tuple[int, int]) -> str | None:
+    """The estimated cost of an iteration when it is too heavy for a CPU run, next to that of a recipe that is not
+    (the defaults are the paper's GPU recipe; on a CPU they silently take minutes and many GiB per iteration)."""
+    from mrsynth.models import preset as make_preset
+    from mrsynth.training.cost import GIB, estimate_iteration, physical_memory_bytes
+
+    cost = estimate_iteration(model_config, config, slice_size)
+    if not cost.heavy:
+        return None
+    cpu_model = make_preset("tiny", arch=model_config.arch, in_channels=model_config.in_channels)
+    cpu_cost = estimate_iteration(cpu_model, replace(config, crop=128, batch_size=8, framework="l1"), slice_size)
+    height, width = (config.crop, config.crop) if config.crop else slice_size
+    shape = f"{height}x{width} {'crops' if config.crop else 'slices'}"
+    ram = physical_memory_bytes()
+    machine = f"; this machine has {ram / GIB:.0f} GiB" if ram else ""
+    return (f"training on CPU needs about {cost.describe()} ({model_config.arch} {_widths_name(model_config.widths)}, "
+            f"{config.framework}, batch {config.batch_size}, {shape}{machine}); for a CPU run try {CPU_RECIPE_FLAGS} "
+            f"({cpu_cost.describe()})")
+
+
+def _widths_name(widths: Any) -> str:
+    """A width preset's name (``paper``), or the widths themselves when they are no preset."""
+    from mrsynth.models.config import WIDTH_PRESETS
+
+    names = [name for name, preset_widths in WIDTH_PRESETS.items() if tuple(preset_widths) == tuple(widths)]
+    return names[0] if names else "widths " + ",".join(str(w) for w in widths)
+
+
+def _resumed_configs(ctx: typer.Context, run_dir: Path, model_config: ModelConfig, config: TrainConfig,
+                     inputs: list[str], target: str) -> tuple[ModelConfig, TrainConfig]:
+    """The run's own architecture and recipe, with ``--iters`` if given; an error naming every recipe option that
+    was given and disagrees with the run (the trainer would otherwise keep the run's value without a word)."""
+    from mrsynth.models import ModelConfig
+    from mrsynth.training import TrainConfig
+    from mrsynth.training.state import read_state_fields
+    from mrsynth.training.trainer import RESUME_FILE
+
+    fields = read_state_fields(run_dir / RESUME_FILE, ("model_config", "train_config"))
+    stored_model = ModelConfig.from_dict(fields["model_config"])
+    stored_train = TrainConfig.from_dict(fields["train_config"])
+    explicit = _explicit_options(ctx)
+    differences = _recipe_differences(
+        ctx, explicit, {"model": model_config.to_dict(), "train": config.to_dict()},
+        {"model": stored_model.to_dict(), "train": stored_train.to_dict()})
+    stored_scenario = _run_scenario(run_dir)
+    if stored_scenario is not None and stored_scenario != (inputs, target):
+        differences.insert(0, (f"--scenario {ctx.params['scenario']}", _scenario_text(*stored_scenario)))
+    if differences:
+        given = ", ".join(option for option, _ in differences)
+        recorded = ", ".join(value for _, value in differences)
+        verb, pronoun = ("differs", "it") if len(differences) == 1 else ("differ", "them")
+        raise InputError(run_dir, f"{given} {verb} from the run being resumed ({recorded})",
+                         f"drop {pronoun} or start a new --run-dir")
+    return stored_model, replace(stored_train, iters=config.iters if "iters" in explicit else stored_train.iters)
+
+
+def _explicit_options(ctx: typer.Context) -> set[str]:
+    """Parameters given on the command line (or through the environment), as opposed to left at their default."""
+    explicit = set()
+    for name in ctx.params:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            explicit.add(name)
+    return explicit
+
+
+def _recipe_differences(ctx: typer.Context, explicit: set[str], requested: dict[str, dict[str, Any]],
+                        stored: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(option as given, the run's value in that option's terms) for each explicit recipe option the run lacks."""
+    differences = []
+    for name, (section, key) in RECIPE_OPTIONS.items():
+        if name not in explicit or (name == "preset" and "widths" in explicit):  # --widths overrides --preset
+            continue
+        if requested[section][key] == stored[section][key]:
+            continue
+        option = _option_text(ctx, name)
+        if name in FLAG_OPTIONS:
+            differences.append((option, f"without {option}"))
+        elif name == "preset":
+            differences.append((f"{option} {ctx.params[name]}", _widths_name(stored[section][key])))
+        else:
+            differences.append((f"{option} {ctx.params[name]}", _value_text(stored[section][key])))
+    return differences
+
+
+def _option_text(ctx: typer.Context, name: str) -> str:
+    """The long form of an option as the user types it (``--batch-size`` for ``batch_size``)."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    return next((opt for opt in param.opts if opt.startswith("--")), param.opts[0])
+
+
+def _value_text(value: Any) -> str:
+    """A stored recipe value as it would be typed (``0.5,1.1`` for a scale range, ``none`` for no crop)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def _run_scenario(run_dir: Path) -> tuple[list[str], str] | None:
+    """(inputs, target) that the run in ``run_dir`` trains, from its run.json (None when that says nothing)."""
+    from mrsynth.training.trainer import RUN_FILE
+
+    try:
+        scenario = json.loads((run_dir / RUN_FILE).read_text())["metadata"]["scenario"]
+        return list(scenario["inputs"]), str(scenario["target"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _scenario_text(inputs: list[str], target: str) -> str:
+    """A scenario as --scenario takes it."""
+    return f"{','.join(inputs)}->{target}"
 
 
 def _is_main_rank() -> bool:

@@ -17,7 +17,7 @@ Notebook use::
 """
 
 from mrsynth.evaluation.engine import Evaluation, SliceResults, evaluate_case, evaluate_store, new_evaluation
-from mrsynth.evaluation.models import EvalModel, load_models, predict_slices
+from mrsynth.evaluation.models import EvalModel, load_models, predict_slices, registered_models_for
 from mrsynth.evaluation.perturb import parse_levels
 from mrsynth.evaluation.stats import paired_test, paired_tests, subject_means, summary_record
 
@@ -33,6 +33,7 @@ __all__ = [
     "paired_tests",
     "parse_levels",
     "predict_slices",
+    "registered_models_for",
     "subject_means",
     "summary_record",
 ]

@@ -49,6 +49,20 @@ def unique_labels(specs: Sequence[str], paths: Sequence[Path]) -> list[str]:
     return labels
 
 
+def registered_models_for(store: str | Path) -> list[str]:
+    """The registry's models whose inputs and target a slice store holds, in registry order: what ``mrsynth eval
+    --data STORE`` scores without ``--checkpoint`` ("how good are the bundled models on my data")."""
+    from mrsynth.data.store import read_manifest
+    from mrsynth.hub import load_registry
+
+    contrasts = set(read_manifest(store)["contrasts"])
+    names = [e["name"] for e in load_registry() if set(e["inputs"]) | {e["target"]} <= contrasts]
+    if not names:
+        raise InputError(store, f"no registered model fits this store's contrasts ({', '.join(sorted(contrasts))})",
+                         "pass --checkpoint, or see mrsynth models")
+    return names
+
+
 def load_models(specs: Sequence[str], device: str = "cpu") -> list[EvalModel]:
     """Load every ``--checkpoint`` once, on ``device``, in the order given (the table's row order)."""
     from mrsynth.checkpoint import load_checkpoint

@@ -87,12 +87,46 @@ def load_registry(path: str | Path | None = None) -> list[dict[str, Any]]:
             data = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InputError(path, f"unreadable registry ({exc})", _FORMAT_HINT) from None
+    unknown = sorted(set(data) - {"model", "renamed", "retired"})
+    if unknown:
+        raise InputError(path, f"unknown table(s) {unknown}", _FORMAT_HINT)
     models = data.get("model", [])
     if not isinstance(models, list):
         raise InputError(path, "'model' must be an array of tables ([[model]])", _FORMAT_HINT)
     entries = [_check_entry(path, i, raw) for i, raw in enumerate(models)]
     _check_unique(path, entries)
     return entries
+
+
+def load_deprecations(path: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """Old model names: ``{old: {"renamed_to": new}}`` from ``[renamed]``, ``{old: {"replaced_by": new, "why":
+    text}}`` from ``[retired]``.
+
+    Why: a name in a paper's methods section or a lab's batch script must keep meaning something after a model
+    is renamed (it resolves to the new name, with a warning) or retired (it fails, naming what replaced it), as
+    timm's deprecated model names do. Targets must be registered models, checked here.
+    """
+    path = Path(path) if path is not None else registry_path()
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    names = {entry["name"] for entry in load_registry(path)}
+    found: dict[str, dict[str, str]] = {}
+    for old, new in data.get("renamed", {}).items():
+        found[old] = {"renamed_to": str(new)}
+    for old, info in data.get("retired", {}).items():
+        if not isinstance(info, dict) or sorted(info) != ["replaced_by", "why"]:
+            raise InputError(path, f"retired model {old!r} needs {{ replaced_by = NAME, why = TEXT }}", _FORMAT_HINT)
+        found[old] = {"replaced_by": str(info["replaced_by"]), "why": str(info["why"])}
+    for old, info in found.items():
+        new = info.get("renamed_to") or info["replaced_by"]
+        if old in names:
+            raise InputError(path, f"{old!r} is both a model and a deprecated name", _FORMAT_HINT)
+        if new not in names:
+            raise InputError(path, f"deprecated name {old!r} points to {new!r}, which is not a registered model",
+                             _FORMAT_HINT)
+    return found
 
 
 def find_entry(name: str, entries: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
@@ -130,6 +164,13 @@ def default_entry(inputs: list[str], target: str | None = None) -> dict[str, Any
     raise InputError("--model", f"no registered default model for {asked} (registered scenarios: {known})",
                      "run `mrsynth models` to list models, or pass --model NAME, a .safetensors path or "
                      "hf://OWNER/REPO")
+
+
+def targets_for(inputs: list[str]) -> list[str]:
+    """Every contrast some registered model synthesizes from (a subset of) ``inputs``: what ``--target`` or the
+    output's name can choose among."""
+    return sorted({e["target"] for e in load_registry() if set(e["inputs"]) <= set(inputs)
+                   and e["target"] not in inputs})
 
 
 def _check_entry(path: Path, index: int, raw: Any) -> dict[str, Any]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from mrsynth.checkpoint import CONVERT_HINT, PICKLE_SUFFIXES
-from mrsynth.errors import InputError
-from mrsynth.hub.registry import default_entry, find_entry, load_registry, weights_dir
+from mrsynth.errors import InputError, MrsynthWarning
+from mrsynth.hub.registry import default_entry, find_entry, load_deprecations, load_registry, weights_dir
 
 HF_SCHEME = "hf://"
 DEFAULT_FILENAME = "model.safetensors"
@@ -85,6 +86,14 @@ def resolve_model(spec: str | None, inputs: list[str] | None = None, target: str
     entry = find_entry(spec, load_registry())
     if entry is not None:
         return resolve_entry(entry)
+    deprecated = load_deprecations().get(spec)
+    if deprecated is not None and "renamed_to" in deprecated:
+        warnings.warn(f"model {spec!r} was renamed to {deprecated['renamed_to']!r}; use the new name",
+                      MrsynthWarning, stacklevel=2)
+        return resolve_model(deprecated["renamed_to"])
+    if deprecated is not None:
+        raise InputError(spec, f"this model was retired ({deprecated['why']})",
+                         f"use {deprecated['replaced_by']} instead; `mrsynth models` lists every model")
     path = Path(spec).expanduser()
     _refuse_pickle_name(path.name, spec)
     if path.is_dir():

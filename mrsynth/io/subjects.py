@@ -95,6 +95,18 @@ def find_subjects(folder: str | Path) -> list[Subject]:
     return [found[name] for name in sorted(found)]
 
 
+def shard_subjects(subjects: list[Subject], index: int, count: int) -> list[Subject]:
+    """Part ``index`` (1-based) of ``count`` of a subject list, for cluster array jobs (``--shard I/N``).
+
+    Subjects are dealt round-robin in list order (a folder's subjects are sorted by name, a CSV keeps its rows),
+    so the parts are disjoint, together hold every subject exactly once, sizes differ by at most one, and a
+    given list always splits the same way on every node.
+    """
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count} does not exist")
+    return subjects[index - 1::count]
+
+
 def _match_layout(filename: str) -> tuple[str, str] | None:
     for layout, pattern in LAYOUTS:
         match = pattern.match(filename)

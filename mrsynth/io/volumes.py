@@ -8,16 +8,20 @@ write a new image with a reference's exact header, so the output keeps the refer
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
-from mrsynth.errors import InputError
+from mrsynth.errors import InputError, MrsynthWarning
 from mrsynth.io.atomic import atomic_output, full_suffix
+from mrsynth.io.nifti_header import check_voxel_size, qform_sform_note
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 NIBABEL_SUFFIXES = (*NIFTI_SUFFIXES, ".hdr", ".img", ".img.gz", ".mgh", ".mgz", ".mnc", ".par", ".rec")
@@ -31,19 +35,26 @@ def read_volume(path: str | Path) -> sitk.Image:
 
     Refused: a missing or empty file, a truncated or corrupt one, a file that is no image, 2-D images (a single
     slice included), 4-D series with more than one volume (a singleton 4th axis is squeezed), vector images,
-    all-NaN and all-zero volumes. Non-finite voxels of an otherwise valid volume become 0 (background), because
-    resampling and percentile normalisation would spread or propagate them.
+    all-NaN, all-zero and constant volumes, and NIfTI headers with a zero voxel size. Non-finite voxels of an
+    otherwise valid volume become 0 (background), because resampling and percentile normalisation would spread or
+    propagate them; that, and a qform that disagrees with the sform, is reported as a :class:`MrsynthWarning`.
+    ITK's own console warnings are silenced while reading: what they say is either refused or warned about here.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found", "check the path")
-    if path.is_dir():
-        image = _read_dicom_folder(path)
-    else:
-        if path.stat().st_size == 0:
-            raise InputError(path, "file is empty", "copy or export the scan again")
-        _verify_complete(path)
-        image = _read_file(path)
+    with _quiet_itk():
+        if path.is_dir():
+            image = _read_dicom_folder(path)
+        else:
+            if path.stat().st_size == 0:
+                raise InputError(path, "file is empty", "copy or export the scan again")
+            header_image = _verify_complete(path)
+            image = _read_file(path)
+            if header_image is not None and _is_nifti(path):
+                note = qform_sform_note(header_image, image.GetOrigin(), image.GetDirection())
+                if note:
+                    warnings.warn(f"{path}: {note}", MrsynthWarning, stacklevel=2)
     image = _as_scalar_3d(image, path)
     return _checked_values(sitk.Cast(image, sitk.sitkFloat32), path)
 
@@ -90,24 +101,38 @@ def _sitk_message(exc: Exception) -> str:
     return " ".join((match.group(1) if match else text).split())[:200]
 
 
-def _verify_complete(path: Path) -> None:
-    """Read NIfTI-family files fully with nibabel, which rejects truncated or corrupt data that SimpleITK accepts.
+def _verify_complete(path: Path) -> Any:
+    """Read NIfTI-family files fully with nibabel, which rejects truncated or corrupt data that SimpleITK accepts;
+    returns the nibabel image (None for other formats) so that its header can be checked against ITK's reading.
 
     The NaN check happens here too: ITK's NIfTI reader turns NaN voxels into 0 and returns garbage for an
     all-NaN file, so only nibabel's copy of the data can tell that a volume holds nothing but NaN.
     """
     if not path.name.lower().endswith(NIBABEL_SUFFIXES):
-        return
+        return None
     import nibabel as nib
+    from nibabel.imageglobals import LoggingOutputSuppressor
 
     try:
-        data = np.asanyarray(nib.load(str(path)).dataobj)
+        if _is_nifti(path):
+            check_voxel_size(path)
+        with LoggingOutputSuppressor():  # header fixes nibabel logs are refused or warned about by mrsynth itself
+            image = nib.load(str(path))
+            data = np.asanyarray(image.dataobj)
+    except InputError:
+        raise
     except Exception as exc:  # nibabel raises many types (EOFError, ImageFileError, OSError, ValueError...)
         reason = " ".join(str(exc).split())[:160]
         raise InputError(path, f"corrupt, truncated or not an image ({type(exc).__name__}: {reason})",
                          "copy or export the scan again") from None
-    if data.dtype.kind in "fc" and not np.isfinite(data).any():
-        raise InputError(path, "all voxels are NaN or infinite", "check the scan or the tool that wrote it")
+    if data.dtype.kind in "fc":
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise InputError(path, "all voxels are NaN or infinite", "check the scan or the tool that wrote it")
+        if not finite.all():  # ITK reads them as 0 without a word: say so here, where they can still be counted
+            warnings.warn(f"{path}: {np.count_nonzero(~finite)} NaN or infinite voxels are treated as background "
+                          "(0)", MrsynthWarning, stacklevel=3)
+    return image
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -179,11 +204,28 @@ def _checked_values(image: sitk.Image, path: Path) -> sitk.Image:
         raise InputError(path, "all voxels are NaN or infinite", "check the scan or the tool that wrote it")
     if not np.any(values[finite]):
         raise InputError(path, "all voxels are zero", "check the scan or the tool that wrote it")
+    low, high = values[finite].min(), values[finite].max()
+    if low == high:
+        raise InputError(path, f"all voxels have the same value ({low:g}): no image content",
+                         "check the scan or the tool that wrote it")
     if finite.all():
         return image
+    warnings.warn(f"{path}: {np.count_nonzero(~finite)} NaN or infinite voxels are treated as background (0)",
+                  MrsynthWarning, stacklevel=3)
     cleaned = sitk.GetImageFromArray(np.where(finite, values, np.float32(0)))
     cleaned.CopyInformation(image)
     return cleaned
+
+
+@contextlib.contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """ITK prints warnings straight to stderr from C++ (``WARNING: In .../itkNiftiImageIO.cxx``); mute them."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _write_with_nifti_header(image: sitk.Image, target: Path, reference_path: Path) -> None:

@@ -64,17 +64,33 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
 
 def load_state(path: str | Path) -> dict[str, Any]:
     """Read a state written by :func:`save_state` (no pickle: safetensors + JSON only)."""
+    path = Path(path)
+    skeleton = _read_skeleton(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise InputError(path, f"unreadable resume state ({type(exc).__name__}: {exc})", "start a new run") from None
+    return _unflatten(skeleton, tensors)
+
+
+def read_state_fields(path: str | Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """Top-level entries of a state that hold no tensors (configs, iteration), read from the header alone: what
+    ``--resume`` checks the command line against before loading a paper-sized optimiser state."""
+    entries = dict(_read_skeleton(Path(path))["__dict__"])
+    return {name: _unflatten(entries[name], {}) for name in names if name in entries}
+
+
+def _read_skeleton(path: Path) -> Any:
+    """The JSON skeleton of a state file, with its errors as InputErrors that name the file."""
     from safetensors import safe_open
 
-    path = Path(path)
     if not path.exists():
         raise InputError(path, "no resume state here", "start a new run without --resume")
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = json.loads((handle.metadata() or {})[STATE_KEY])
-        tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise InputError(path, f"unreadable resume state ({type(exc).__name__}: {exc})", "start a new run") from None
     if header.get("format") != STATE_FORMAT:
         raise InputError(path, f"resume state format {header.get('format')!r} is not supported", "start a new run")
-    return _unflatten(header["state"], tensors)
+    return header["state"]

@@ -55,6 +55,7 @@ class TrainResult:
     best: dict[str, Any] | None = None
     wall_s: float = 0.0
     first_batches: list[list[int]] = field(default_factory=list)  # per rank: dataset indices of its first batch
+    stop_signal: int | None = None  # SIGINT or SIGTERM for an interrupted run: the command exits 128 + it
 
 
 class _StopFlag:
@@ -354,7 +355,8 @@ def _train(
                        "last_losses": losses, "wall_s": round(wall, 2), "first_batch_by_rank": batches})
         _write_json(run_dir / RUN_FILE, record)
     return TrainResult(run_dir=run_dir, iteration=iteration, interrupted=interrupted, losses=losses,
-                       best=best_record, wall_s=wall, first_batches=batches)
+                       best=best_record, wall_s=wall, first_batches=batches,
+                       stop_signal=stop.signal if interrupted else None)
 
 
 @contextmanager
