@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from mrsynth.contrasts import CONTRASTS, canonical_contrast, contrast_from_filename
+from mrsynth.data.background import outside_inputs_to_zero
 from mrsynth.devices import resolve_device
 from mrsynth.errors import InputError
 from mrsynth.io.subjects import Subject
@@ -291,7 +292,8 @@ class Synthesizer:
         return canonical[0], stack
 
     def _run(self, stack: np.ndarray, progress: Progress | None) -> np.ndarray:
-        """The model over every axial slice that has signal, in batches; slices without any signal stay 0."""
+        """The model over every axial slice that has signal, in batches; slices without any signal stay 0, and so
+        does every voxel where all inputs are 0 (:func:`outside_inputs_to_zero`)."""
         import torch
 
         window = SliceWindow.fit(stack, self.slice_size)
@@ -307,7 +309,7 @@ class Synthesizer:
                 done += len(index)
                 if progress is not None:
                     progress(done, len(active))
-        return synthesis
+        return outside_inputs_to_zero(synthesis, stack)
 
     def _forward(self, batch: "torch.Tensor") -> np.ndarray:
         """One batch through the model; float16 autocast on GPU, with a float32 retry if it overflows."""

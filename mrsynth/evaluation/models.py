@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mrsynth.data.background import outside_inputs_to_zero
 from mrsynth.errors import InputError
 
 
@@ -81,10 +82,12 @@ def load_models(specs: Sequence[str], device: str = "cpu") -> list[EvalModel]:
 def predict_slices(model: Any, inputs: np.ndarray, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
     """Synthesise an (N, C_in, H, W) stack of normalised input slices -> (N, H, W) float32 in [0, 1].
 
-    The output is clipped to [0, 1] — the target's normalised range, which is what ``synthesize`` writes — so
-    a model cannot gain or lose PSNR through values no saved image would contain.
+    The output is clipped to [0, 1] and zeroed where every input is 0 — what ``synthesize`` writes
+    (:func:`mrsynth.data.background.outside_inputs_to_zero`) — so a model cannot gain or lose PSNR through values no
+    saved image would contain.
     """
     import torch
+
 
     out = np.empty((inputs.shape[0],) + tuple(inputs.shape[2:]), dtype=np.float32)
     with torch.inference_mode():
@@ -92,4 +95,4 @@ def predict_slices(model: Any, inputs: np.ndarray, batch_size: int = 16, device:
             batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size], dtype=np.float32))
             pred = model(batch.to(device))[:, 0].clamp_(0.0, 1.0)
             out[start : start + batch_size] = pred.float().cpu().numpy()
-    return out
+    return outside_inputs_to_zero(out, inputs)
