@@ -134,7 +134,7 @@ def write_dataset_description(deriv_root: str | Path, dataset_root: str | Path) 
         "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "mrsynth", "Version": __version__,
                          "Description": "MRI contrast synthesis with AGI-Net"}],
-        "SourceDatasets": [{"URL": link}],
+        "SourceDatasets": [{"URL": f"bids:{RAW_LINK}:"}],  # a BIDS URI (the schema wants a URI) via DatasetLinks
         "DatasetLinks": {RAW_LINK: link},
     }, overwrite=False)
     return path
