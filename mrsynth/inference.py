@@ -4,7 +4,8 @@ The model is 2-D, so a volume is cut into axial slices. "Axial" must mean anatom
 be stored in, so every input is first put on the reference grid (SimpleITK resampling or rigid registration) and
 then into one canonical voxel order (:func:`mrsynth.io.to_canonical`) before slicing; the synthesis goes back the
 same way and is written with the reference's own header. A scan stored LPS or RAS therefore gives the same
-synthesis in world space.
+synthesis in world space. The stages in between (brain mask, N4, the working grid at the training voxel size,
+normalisation, restore) are the small modules of :mod:`mrsynth.pipeline`; the result lists those that ran.
 
 Library use (a notebook)::
 
@@ -32,7 +33,13 @@ from mrsynth.contrasts import CONTRASTS, canonical_contrast, contrast_from_filen
 from mrsynth.data.background import outside_inputs_to_zero
 from mrsynth.devices import resolve_device
 from mrsynth.errors import InputError
+from mrsynth.io import resample_to, to_canonical
 from mrsynth.io.subjects import Subject
+from mrsynth.pipeline.align import align
+from mrsynth.pipeline.brainmask import apply_mask, check_mask_options, mask_on_grid, read_mask, skull_strip
+from mrsynth.pipeline.normalise import normalise
+from mrsynth.pipeline.restore import to_reference_grid, zero_outside
+from mrsynth.pipeline.spacing import working_grid
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -47,8 +54,6 @@ Progress = Callable[[int, int], None]
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32}
 """CPU: large enough that oneDNN convolutions run at full speed, small enough for a paper-width model at 240x240
 (about 0.3 GB of activations per slice) on a laptop. GPU: a paper-width model at batch 32 needs a few GB."""
-MIN_OVERLAP = 0.05  # below this fraction of the reference's field of view, two scans cannot be the same head
-WARN_OVERLAP = 0.8
 VOXEL_SIZE_TOLERANCE = 0.3  # relative difference to the training voxel size that earns a warning
 STRIPPED_MAX_LITRES = 2.2  # a skull-stripped adult brain (CSF included) stays below this much non-zero tissue
 HEAD_MIN_LITRES = 3.0  # a head with skull and scalp has at least this much
@@ -73,6 +78,10 @@ class SynthesisResult:
     intensity: str = "normalised"
     """``normalised`` (the target's [0, 1] scale) or ``matched to <scan>`` (``--match-intensity``)."""
     tta: bool = False
+    stages: list[str] = field(default_factory=list)
+    """The pipeline stages that ran, in order (:mod:`mrsynth.pipeline`): a skipped stage is not listed."""
+    mask: "sitk.Image | None" = None
+    """The brain mask applied (uint8 on the reference grid), from ``--mask`` or ``--skull-strip``; None without."""
 
     def record(self) -> dict[str, Any]:
         """The JSON line of ``--json``."""
@@ -81,7 +90,7 @@ class SynthesisResult:
             "reference": self.reference, "inputs": self.inputs, "scenario": self.scenario,
             "target": self.scenario.rpartition("->")[2], "device": self.device,
             "seconds": round(self.seconds, 3), "slices": self.slices, "intensity": self.intensity,
-            "tta": self.tta, "warnings": self.warnings,
+            "tta": self.tta, "stages": self.stages, "warnings": self.warnings,
         }
 
 
@@ -135,6 +144,9 @@ class Synthesizer:
         preview: str | Path | None = None,
         progress: Progress | None = None,
         match_intensity: Union[VolumeSource, "IntensityReference", None] = None,
+        mask: VolumeSource | None = None,
+        skull_strip: bool = False,
+        n4: bool = False,
     ) -> SynthesisResult:
         """Synthesize the target for one subject.
 
@@ -143,38 +155,76 @@ class Synthesizer:
         with ``register=True``. They reach the model in the checkpoint's channel order whatever their order here.
         ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
         (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
+        ``mask`` (a brain mask, non-zero = brain, on any grid) or ``skull_strip`` (deepbet's mask of the T1):
+        every aligned input and the output are zero outside it (:mod:`mrsynth.pipeline.brainmask`). ``n4``:
+        N4 bias-field correction of every aligned input (:mod:`mrsynth.pipeline.bias`).
         """
+        import SimpleITK as sitk
+
         from mrsynth.io.outputs import check_distinct, check_preview_output, check_volume_output
 
         started = time.perf_counter()
         named = self._check_inputs(inputs)
+        mask = Path(mask) if isinstance(mask, (str, Path)) else mask
+        self._check_mask_options(named, mask, skull_strip)
         out = None if out is None else check_volume_output(out, overwrite)
         preview = None if preview is None else check_preview_output(preview, overwrite)
-        check_distinct({f"--{c}": p for c, p in named.items() if isinstance(p, Path)},
-                       {"--out": out, "--preview": preview})
+        sources = {f"--{c}": p for c, p in named.items() if isinstance(p, Path)}
+        if isinstance(mask, Path):
+            sources["--mask"] = mask
+        check_distinct(sources, {"--out": out, "--preview": preview})
         intensity_reference = _intensity_reference(match_intensity)
         reference_name = next(iter(named))
+        stripped_on = "t1" if skull_strip else None
         warnings = [f"--{c} is not used by this model ({self.scenario})" for c in named
-                    if c not in self.inputs and c != reference_name]
-        volumes, read_warnings = self._read(named, [reference_name, *[c for c in self.inputs if c != reference_name]])
+                    if c not in self.inputs and c != reference_name and c != stripped_on]
+        wanted = list(dict.fromkeys([reference_name, *self.inputs, *([stripped_on] if stripped_on else [])]))
+        volumes, read_warnings = self._read(named, wanted)
+        stages = ["read"]
         warnings += read_warnings
         reference = volumes[reference_name]
+        masking = mask is not None or skull_strip
         for contrast in self.inputs:
-            warnings += training_mismatch(volumes[contrast], self.metadata, _describe(named[contrast]))
-        aligned, align_warnings = self._align(volumes, named, reference_name, register)
+            warnings += training_mismatch(volumes[contrast], self.metadata, _describe(named[contrast]),
+                                          check_skull=not masking)
+        labels = {c: _describe(named[c]) for c in wanted}
+        aligned, align_warnings = align(volumes, labels, reference_name, register, wanted[1:])
         warnings += align_warnings
-        canonical, stack = self._stack(aligned)
+        stages.append("align")
+        brain = None
+        if masking:
+            brain = self._brain_mask(mask, aligned, reference, named)
+            aligned = {c: apply_mask(image, brain) for c, image in aligned.items()}
+            stages.append("mask")
+        if n4:
+            from mrsynth.pipeline.bias import n4 as correct
+
+            aligned = {c: correct(aligned[c], brain) for c in self.inputs}
+            stages.append("n4")
+        canonical_reference = to_canonical(aligned[self.inputs[0]])
+        grid = working_grid(canonical_reference, self.metadata.get("voxel_size_mm"))
+        canonical = {c: to_canonical(aligned[c]) for c in self.inputs}
+        if grid is not None:
+            canonical = {c: resample_to(image, grid) for c, image in canonical.items()}
+            stages.append("resample")
+        working, stack = self._stack(normalise(canonical, self.metadata["normalization"], labels))
+        stages.append("normalise")
         synthesis = self._run(stack, progress)
-        image = _to_reference_grid(synthesis, canonical, reference)
+        stages.append("model")
+        image = to_reference_grid(synthesis, working, canonical_reference, reference)
+        foreground = np.any([sitk.GetArrayViewFromImage(aligned[c]) > 0 for c in self.inputs], axis=0)
+        if grid is not None:  # interpolation back onto the reference grid smears the edge into the background
+            image = zero_outside(image, foreground)
+        if brain is not None:
+            image = apply_mask(image, brain)
+        stages.append("restore")
         intensity = "normalised"
         if intensity_reference is not None:
-            import SimpleITK as sitk
-
             from mrsynth.intensity import match_intensity as match
 
-            foreground = np.any([sitk.GetArrayViewFromImage(aligned[c]) != 0 for c in self.inputs], axis=0)
             image = match(image, intensity_reference.image, foreground)
             intensity = f"matched to {intensity_reference.label}"
+            stages.append("match-intensity")
         written = None
         if out is not None:
             from mrsynth.io import write_volume
@@ -182,19 +232,21 @@ class Synthesizer:
             source = named[reference_name]
             written = write_volume(image, out, reference_path=source if isinstance(source, Path) else None,
                                    overwrite=overwrite)
+            stages.append("write")
         preview_path = None
         if preview is not None:
             from mrsynth.preview import save_preview
 
             panels = {f"{c} (input)": stack[:, i] for i, c in enumerate(self.inputs)}
             panels[f"{self.target} (synthesized)"] = synthesis
-            preview_path = save_preview(preview, panels, canonical.GetSpacing(), title=self._title(subject, named),
+            preview_path = save_preview(preview, panels, working.GetSpacing(), title=self._title(subject, named),
                                         overwrite=overwrite)
+            stages.append("preview")
         return SynthesisResult(
             subject=subject or _subject_name(named[reference_name]), image=image, output=written, preview=preview_path,
             reference=reference_name, inputs={c: _describe(s) for c, s in named.items()}, scenario=self.scenario,
             device=self.device, seconds=time.perf_counter() - started, slices=int(stack.shape[0]), warnings=warnings,
-            intensity=intensity, tta=self.tta,
+            intensity=intensity, tta=self.tta, stages=stages, mask=brain,
         )
 
     # -- steps ---------------------------------------------------------------------------------------------------
@@ -224,6 +276,15 @@ class Synthesizer:
                              f"add {needed}, or choose a model for the contrasts you have (mrsynth models)")
         return named
 
+    @staticmethod
+    def _check_mask_options(named: dict[str, VolumeSource], mask: VolumeSource | None, skull_strip: bool) -> None:
+        """Before any work: one source of brain mask, and what ``--skull-strip`` needs (deepbet, a T1)."""
+        check_mask_options(mask is not None, skull_strip)
+        if skull_strip and "t1" not in named:
+            raise InputError("--skull-strip", "deepbet computes the brain mask on a T1-weighted scan and no --t1 is "
+                                              "given", "add --t1 FILE (it need not be a model input), or give your "
+                                                       "own --mask FILE")
+
     def _read(self, named: dict[str, VolumeSource], wanted: list[str]) -> tuple[dict[str, "sitk.Image"], list[str]]:
         """The volumes, and the readers' :class:`MrsynthWarning` messages (NaN voxels, qform/sform) plus what
         comparing the inputs with each other shows (:func:`input_mixups`), for the result's warnings."""
@@ -248,48 +309,22 @@ class Synthesizer:
         labels = {c: _describe(named[c]) for c in wanted}
         return volumes, messages + input_mixups(volumes, labels, self.metadata.get("skull_stripped"))
 
-    def _align(self, volumes: dict[str, "sitk.Image"], named: dict[str, VolumeSource], reference_name: str,
-               register: bool) -> tuple[dict[str, "sitk.Image"], list[str]]:
-        """Bring every input onto the reference grid, then normalise it there as the checkpoint says: the order
-        ``mrsynth preprocess`` uses for training data, so the normalisation constants are computed the same way."""
-        import SimpleITK as sitk
+    def _brain_mask(self, mask: VolumeSource | None, aligned: dict[str, "sitk.Image"], reference: "sitk.Image",
+                    named: dict[str, VolumeSource]) -> "sitk.Image":
+        """The brain mask on the reference grid: the user's (resampled nearest-neighbour) or deepbet's, computed
+        on the T1 as it lies on the reference grid."""
+        if mask is None:
+            return skull_strip(aligned["t1"], self.device, _describe(named["t1"]))
+        if isinstance(mask, Path):
+            return read_mask(mask, reference)
+        return mask_on_grid(mask, reference, "<in-memory mask>")
 
-        from mrsynth.data.normalization import normalize
-        from mrsynth.io import overlap_fraction, register_rigid, resample_to, same_grid
-
-        reference = volumes[reference_name]
-        aligned, warnings = {}, []
-        for contrast in self.inputs:
-            image, label = volumes[contrast], _describe(named[contrast])
-            if contrast != reference_name and (register or not same_grid(image, reference)):
-                transform = None
-                if register:
-                    transform = register_rigid(reference, image)
-                else:
-                    covered = overlap_fraction(reference, image)
-                    if covered < MIN_OVERLAP:
-                        raise InputError(label, f"its field of view does not overlap the reference "
-                                                f"{_describe(named[reference_name])} ({covered:.0%} covered)",
-                                         "give scans of the same subject and session, or try --register")
-                    if covered < WARN_OVERLAP:
-                        warnings.append(f"{label}: covers only {covered:.0%} of the reference's field of view; the "
-                                        "rest is synthesized from zeros")
-                image = resample_to(image, reference, transform)
-            values, _ = normalize(sitk.GetArrayViewFromImage(image), self.metadata["normalization"], source=label)
-            normalised = sitk.GetImageFromArray(values)
-            normalised.CopyInformation(reference)
-            aligned[contrast] = normalised
-        return aligned, warnings
-
-    def _stack(self, aligned: dict[str, "sitk.Image"]) -> tuple["sitk.Image", np.ndarray]:
+    def _stack(self, canonical: dict[str, "sitk.Image"]) -> tuple["sitk.Image", np.ndarray]:
         """(Z, C, Y, X) float32 in canonical voxel order, channels in the checkpoint's input order."""
         import SimpleITK as sitk
 
-        from mrsynth.io import to_canonical
-
-        canonical = [to_canonical(aligned[c]) for c in self.inputs]
-        stack = np.stack([sitk.GetArrayFromImage(image) for image in canonical], axis=1)
-        return canonical[0], stack
+        stack = np.stack([sitk.GetArrayFromImage(canonical[c]) for c in self.inputs], axis=1)
+        return canonical[self.inputs[0]], stack
 
     def _run(self, stack: np.ndarray, progress: Progress | None) -> np.ndarray:
         """The model over every axial slice that has signal, in batches; slices without any signal stay 0, and so
@@ -343,6 +378,9 @@ def synthesize(
     progress: Progress | None = None,
     match_intensity: VolumeSource | None = None,
     tta: bool = False,
+    mask: VolumeSource | None = None,
+    skull_strip: bool = False,
+    n4: bool = False,
 ) -> SynthesisResult:
     """Synthesize one subject; ``inputs`` maps contrasts to files or images, the first one being the reference grid.
 
@@ -351,12 +389,13 @@ def synthesize(
     the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`). Without ``target``,
     an output name that announces a contrast (``pd.nii.gz``, :func:`output_target`) chooses it. ``tta``: average
     the model's output on each slice and on its left-right mirror (:func:`mirrored_mean`), at twice the cost.
+    ``mask``, ``skull_strip`` and ``n4``: the raw-scan stages (see :meth:`Synthesizer.__call__`).
     """
     names = [_canonical_or_fail(name, f"--{name}") for name in inputs]
     target = output_target(out, target, names)
     synthesizer = Synthesizer.from_spec(model, names, target, device=device, batch_size=batch_size, tta=tta)
     return synthesizer(inputs, out, register=register, overwrite=overwrite, preview=preview, progress=progress,
-                       match_intensity=match_intensity)
+                       match_intensity=match_intensity, mask=mask, skull_strip=skull_strip, n4=n4)
 
 
 @dataclass
@@ -387,13 +426,17 @@ def synthesize_batch(
     overwrite: bool = False,
     preview_dir: Path | None = None,
     match_intensity: VolumeSource | None = None,
+    skull_strip: bool = False,
+    n4: bool = False,
 ) -> Iterator[BatchItem]:
     """Synthesize subject after subject with one loaded model; a failing subject is reported, never fatal.
 
     An output that already exists (without ``overwrite``) is skipped, so an interrupted batch resumes where it
     stopped. Only the contrasts the model takes are used (a dataset folder may hold the target itself); the first
     of them in the subject's order (CSV column order) is its reference grid. ``match_intensity`` (one scan for all
-    subjects) is read once, before the first subject: a bad file stops the batch with an InputError.
+    subjects) is read once, before the first subject: a bad file stops the batch with an InputError. A subject's
+    ``mask`` (the CSV's ``mask`` column) is its brain mask; ``skull_strip`` and ``n4`` apply to every subject. The
+    T1 is read for ``skull_strip`` even when the model does not take it.
     """
     intensity_reference = _intensity_reference(match_intensity)
     outcome = functools.partial(BatchItem, target=synthesizer.target)
@@ -416,10 +459,13 @@ def synthesize_batch(
                                                    f"({exc.strerror})")
             continue
         ordered = {c: path for c, path in subject.inputs.items() if c in synthesizer.inputs}
+        if skull_strip and "t1" in subject.inputs:  # last: deepbet's input, never the reference grid unless used
+            ordered.setdefault("t1", subject.inputs["t1"])
         preview = preview_dir / f"{subject.output.name.split('.')[0]}.png" if preview_dir else None
         try:
             result = synthesizer(ordered, subject.output, subject=subject.name, register=register,
-                                 overwrite=overwrite, preview=preview, match_intensity=intensity_reference)
+                                 overwrite=overwrite, preview=preview, match_intensity=intensity_reference,
+                                 mask=subject.mask, skull_strip=skull_strip, n4=n4)
         except InputError as exc:
             yield outcome(subject, "failed", error=exc.one_line(), seconds=time.perf_counter() - started)
         except Exception as exc:  # isolation: one subject's unexpected failure must not stop the others
@@ -490,13 +536,15 @@ def _tissue_statistics(values: np.ndarray) -> tuple[float, float]:
     return float(np.median(tissue)), float(np.mean(centred ** 3) / spread ** 3)
 
 
-def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: str) -> list[str]:
+def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: str,
+                      check_skull: bool = True) -> list[str]:
     """Warnings (never refusals) for a scan that clearly differs from the model's training data.
 
     Voxel size: more than 30 % away from the checkpoint's ``voxel_size_mm`` along any anatomical axis. Skull: a
     skull-stripped adult brain, CSF included, holds under 2.2 L of non-zero voxels, a head with skull and scalp
     over 3 L (noisy background counts as non-zero, and is itself a sign of an unstripped scan); stripped scans
-    also have at least 30 % exact-zero background. Between those bounds nothing is said.
+    also have at least 30 % exact-zero background. Between those bounds nothing is said. ``check_skull=False``
+    (a brain mask is applied) leaves the skull test out.
     """
     import SimpleITK as sitk
 
@@ -510,14 +558,15 @@ def training_mismatch(image: "sitk.Image", metadata: Mapping[str, Any], label: s
         if np.any(np.abs(spacing - expected) > VOXEL_SIZE_TOLERANCE * expected):
             warnings.append(f"{label}: voxel size {_mm(spacing)} differs from the model's training voxel size "
                             f"{_mm(expected)}; results may degrade")
-    stripped = metadata.get("skull_stripped")
+    stripped = metadata.get("skull_stripped") if check_skull else None
     if stripped is not None:
         values = sitk.GetArrayViewFromImage(image)
         litres = float(np.count_nonzero(values > 0)) * math.prod(image.GetSpacing()) / 1e6
         background = float(np.mean(values == 0))
         if stripped and litres > HEAD_MIN_LITRES:
             warnings.append(f"{label}: looks like it still has the skull ({litres:.1f} L of non-zero voxels) but the "
-                            "model was trained on skull-stripped scans; strip it first (e.g. HD-BET, SynthStrip)")
+                            "model was trained on skull-stripped scans; pass --skull-strip (deepbet) or --mask FILE "
+                            "(e.g. from HD-BET or SynthStrip)")
         elif not stripped and litres < STRIPPED_MAX_LITRES and background > STRIPPED_MIN_BACKGROUND:
             warnings.append(f"{label}: looks skull-stripped ({litres:.1f} L of non-zero voxels) but the model was "
                             "trained on scans with the skull")
@@ -594,16 +643,6 @@ class SliceWindow:
         """Write (B, *lengths) model outputs back into ``volume[index]`` (Z, Y, X)."""
         (sy, sx), (dy, dx) = self._spans()
         volume[index, sy, sx] = windows[:, dy, dx]
-
-
-def _to_reference_grid(synthesis: np.ndarray, canonical: "sitk.Image", reference: "sitk.Image") -> "sitk.Image":
-    import SimpleITK as sitk
-
-    from mrsynth.io import from_canonical
-
-    image = sitk.GetImageFromArray(synthesis)
-    image.CopyInformation(canonical)
-    return from_canonical(image, reference)
 
 
 @contextlib.contextmanager

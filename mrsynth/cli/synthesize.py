@@ -46,11 +46,20 @@ def synthesize_command(
         None, "--match-intensity", help="A scan of the target contrast (e.g. the same sequence from your scanner): "
         "the output takes its intensity distribution (histogram matching) instead of the normalised [0, 1] scale.",
         metavar="FILE"),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask of this subject (non-zero = brain; e.g. "
+                                        "from HD-BET or SynthStrip), on any grid: resampled nearest-neighbour onto "
+                                        "the reference; inputs and output are zeroed outside it. Batch mode: a "
+                                        "'mask' column of the CSV.", metavar="FILE"),
+    skull_strip: bool = typer.Option(False, "--skull-strip", help="Compute the brain mask on the T1 with deepbet "
+                                     "(pip install \"mrsynth\\[bet]\"); inputs and output are zeroed outside it."),
+    n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction (SimpleITK) of every input before "
+                            "normalisation."),
     preview: Optional[Path] = typer.Option(None, "--preview", help="Write a PNG of three orthogonal mid-slices of "
                                            "the inputs and the synthesis (batch mode: a folder for one PNG per "
                                            "subject).", metavar="PNG"),
     batch: Optional[Path] = typer.Option(None, "--batch", help="CSV with a 'subject' column, one column per "
-                                         "contrast (t1, t2, t1n, ...) and an optional 'out' column.", metavar="LIST.csv"),
+                                         "contrast (t1, t2, t1n, ...), an optional 'out' column and an optional 'mask' "
+                                         "column (brain masks).", metavar="LIST.csv"),
     input_dir: Optional[Path] = typer.Option(None, "--input-dir", help="Folder of scans named BraTS-style "
                                              "(<case>-t1n.nii.gz), IXI-style (IXI002-Guys-0828-T1.nii.gz) or "
                                              "BIDS-like (sub-01_T1w.nii.gz).", metavar="DIR"),
@@ -75,7 +84,11 @@ def synthesize_command(
     """
     contrasts = {name: ctx.params[name] for name in ctx.params if name in CONTRAST_OPTIONS and ctx.params[name]}
     options = {"model": model, "target": target, "device": device, "batch_size": batch_size, "tta": tta,
-               "overwrite": overwrite, "register": register, "match_intensity": match_intensity}
+               "overwrite": overwrite, "register": register, "match_intensity": match_intensity,
+               "skull_strip": skull_strip, "n4": n4}
+    from mrsynth.pipeline.brainmask import check_mask_options
+
+    check_mask_options(mask is not None, skull_strip)  # before any model loads: a missing extra costs no work
     sources = {"--batch": batch, "--input-dir": input_dir, "--bids": bids}
     given = [option for option, value in sources.items() if value is not None]
     if given:
@@ -84,6 +97,8 @@ def synthesize_command(
                              f"drop --t1/--t2/.../--out, or drop {given[0]}")
         if len(given) > 1:
             raise InputError("/".join(given), "give one of --batch, --input-dir and --bids", "not several")
+        if mask is not None:
+            raise InputError("--mask", "is one subject's mask", "in batch mode give a 'mask' column in the --batch CSV")
         if bids is not None and out_dir is None:
             raise InputError("--bids", "needs --out-dir for the derivative dataset", "e.g. --out-dir DATASET/derivatives/mrsynth")
         code = _run_batch(sources, out_dir, preview, options, parse_shard(shard), as_json, quiet)
@@ -97,15 +112,15 @@ def synthesize_command(
     if out_dir is not None:
         raise InputError("--out-dir", "is for batch mode", "use --out for one subject")
     try:
-        _run_single(contrasts, out, preview, options, as_json, quiet)
+        _run_single(contrasts, out, preview, mask, options, as_json, quiet)
     except InputError as exc:
         if as_json:  # a pipeline reading the JSON lines learns of the failure too, not only the terminal
             emit_json({"subject": None, "status": "failed", "output": out, "target": target, "error": exc.one_line()})
         raise
 
 
-def _run_single(contrasts: dict[str, Path], out: str, preview: Optional[Path], options: dict[str, Any],
-                as_json: bool, quiet: bool) -> None:
+def _run_single(contrasts: dict[str, Path], out: str, preview: Optional[Path], mask: Optional[Path],
+                options: dict[str, Any], as_json: bool, quiet: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from mrsynth.inference import Synthesizer, output_target
@@ -116,6 +131,8 @@ def _run_single(contrasts: dict[str, Path], out: str, preview: Optional[Path], o
     if preview is not None:
         check_preview_output(preview, options["overwrite"])
     target = output_target(out, options["target"], list(contrasts))
+    if mask is not None and not mask.exists():  # before the model loads, like --out
+        raise InputError(mask, "file not found", "check the path")
     synthesizer = Synthesizer.from_spec(options["model"], list(contrasts), target, device=options["device"],
                                         batch_size=options["batch_size"], tta=options["tta"])
     if target is None and options["model"] is None:
@@ -125,7 +142,8 @@ def _run_single(contrasts: dict[str, Path], out: str, preview: Optional[Path], o
         task = bar.add_task(f"{synthesizer.scenario} on {synthesizer.device}", total=None)
         result = synthesizer(contrasts, out, register=options["register"], overwrite=options["overwrite"],
                              preview=preview, progress=lambda done, total: bar.update(task, completed=done, total=total),
-                             match_intensity=options["match_intensity"])
+                             match_intensity=options["match_intensity"], mask=mask,
+                             skull_strip=options["skull_strip"], n4=options["n4"])
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.output} ({result.scenario}, {result.slices} slices, {result.seconds:.1f} s on "
@@ -173,6 +191,10 @@ def _run_batch(sources: dict[str, Optional[Path]], out_dir: Optional[Path], prev
     listed = len(subjects)
     if shard is not None:
         subjects = shard_subjects(subjects, *shard)
+    masked = next((s.name for s in subjects if s.mask is not None), None)
+    if options["skull_strip"] and masked is not None:
+        raise InputError(source, f"gives a mask (subject {masked}) and --skull-strip is given too",
+                         "drop the 'mask' column or --skull-strip")
     groups = _group_by_target(subjects, options)
     bids = sources["--bids"]
     if bids is not None:
@@ -189,7 +211,8 @@ def _run_batch(sources: dict[str, Optional[Path]], out_dir: Optional[Path], prev
         for synthesizer, members in groups.values():
             for item in synthesize_batch(synthesizer, members, register=options["register"],
                                          overwrite=options["overwrite"], preview_dir=preview,
-                                         match_intensity=options["match_intensity"]):
+                                         match_intensity=options["match_intensity"],
+                                         skull_strip=options["skull_strip"], n4=options["n4"]):
                 items.append(item)
                 if bids is not None and item.status == "ok":
                     _write_bids_sidecar(item, bids, synthesizer)

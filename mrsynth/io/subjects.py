@@ -19,6 +19,7 @@ from mrsynth.errors import InputError
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".mgz", ".mgh")
 SUBJECT_COLUMNS = ("subject", "case", "id")
 OUTPUT_COLUMNS = ("out", "output")
+MASK_COLUMNS = ("mask", "brain_mask")
 
 _SUFFIX = r"\.(?:nii\.gz|nii|mha|mhd|nrrd|mgz|mgh)$"
 LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -32,16 +33,19 @@ LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 @dataclass
 class Subject:
-    """One subject's input files (insertion order = priority for the reference grid) and optional output."""
+    """One subject's input files (insertion order = priority for the reference grid), optional output and brain
+    mask (``--mask`` for this subject)."""
 
     name: str
     inputs: dict[str, Path] = field(default_factory=dict)
     output: Path | None = None
+    mask: Path | None = None
 
 
 def read_subject_list(path: str | Path) -> list[Subject]:
-    """Subjects from a CSV with a ``subject`` column, one column per contrast (any spelling, e.g. ``t1n``) and an
-    optional ``out`` column; relative paths are relative to the CSV's folder, empty cells mean "not given"."""
+    """Subjects from a CSV with a ``subject`` column, one column per contrast (any spelling, e.g. ``t1n``), an
+    optional ``out`` column and an optional ``mask`` column (a brain mask per subject); relative paths are
+    relative to the CSV's folder, empty cells mean "not given"."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "subject list not found", "check the --batch path")
@@ -53,6 +57,7 @@ def read_subject_list(path: str | Path) -> list[Subject]:
     columns = list(rows[0].keys()) if rows else []
     subject_column = next((c for c in columns if c and c.strip().lower() in SUBJECT_COLUMNS), None)
     output_column = next((c for c in columns if c and c.strip().lower() in OUTPUT_COLUMNS), None)
+    mask_column = next((c for c in columns if c and c.strip().lower() in MASK_COLUMNS), None)
     contrast_columns = {c: canonical_contrast(c) for c in columns if c and canonical_contrast(c)}
     if not rows or subject_column is None or not contrast_columns:
         raise InputError(path, "needs a header with a 'subject' column and one column per contrast",
@@ -65,7 +70,9 @@ def read_subject_list(path: str | Path) -> list[Subject]:
         inputs = {contrast: _relative_to(path.parent, row[column].strip())
                   for column, contrast in contrast_columns.items() if (row.get(column) or "").strip()}
         output = (row.get(output_column) or "").strip() if output_column else ""
-        subjects.append(Subject(name, inputs, _relative_to(path.parent, output) if output else None))
+        mask = (row.get(mask_column) or "").strip() if mask_column else ""
+        subjects.append(Subject(name, inputs, _relative_to(path.parent, output) if output else None,
+                                _relative_to(path.parent, mask) if mask else None))
     _refuse_duplicates(path, (s.name for s in subjects))
     return subjects
 
