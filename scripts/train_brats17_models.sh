@@ -43,6 +43,8 @@ run agi-net "t1c,t2,flair->t1" t13 1500 &
 wait
 # 5. the paper's two other BraTS scenarios (Table 2), then the two remaining "one missing" targets; two runs side
 #    by side. (t1,flair)->t2 beat the regression on validation and is bundled; (t2,flair)->t1 did not (PSNR).
+#    t1c3 and t23 were stopped at iterations 1653 and 1646 at the end of a session (RESUME=1 continues them exactly
+#    while $WORK survives); t23's best checkpoint (iteration 1000) beat the rule and is bundled, t1c3's did not.
 run agi-net "t2,flair->t1" t1-2in 2500 &
 run agi-net "t1,flair->t2" t2-2in 2500 &
 wait
@@ -57,7 +59,7 @@ from mrsynth.checkpoint import load_checkpoint, save_checkpoint
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
            "flair3": "agi-net-tiny-brats17-t1t1ct2-flair", "t13": "agi-net-tiny-brats17-t1ct2flair-t1",
-           "t2-2in": "agi-net-tiny-brats17-t1flair-t2"}
+           "t2-2in": "agi-net-tiny-brats17-t1flair-t2", "t23": "agi-net-tiny-brats17-t1t1cflair-t2"}
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")
     meta["training"].pop("store", None)

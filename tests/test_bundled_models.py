@@ -84,12 +84,15 @@ def test_brats_model_card_figures_are_what_eval_measures_on_the_holdout(name: st
 
 
 def pd_test_slice_summary(shared_data: Path, tmp_path: Path, *synthesize_options: str) -> dict:
-    """The PD model's `mrsynth eval` summary on avg152 z >= 45, synthesized as a user would (the card's command)."""
+    """The PD model's `mrsynth eval` summary on avg152 z >= 45, synthesized as a user would: the design card's
+    `mrsynth synthesize --t1 T1 --t2 T2 --out pd.nii.gz`."""
     avg152 = shared_data / "spm12_avg152"
     t1, t2, truth = (str(avg152 / f"avg152{c}.nii.gz") for c in ("T1", "T2", "PD"))
-    made = run(["synthesize", "--t1", t1, "--t2", t2, "--model", PD, *synthesize_options, "--out", "pd.nii.gz",
-                "--device", "cpu", "-q"], tmp_path)
+    made = run(["synthesize", "--t1", t1, "--t2", t2, *synthesize_options, "--out", "pd.nii.gz", "--device", "cpu",
+                "--json", "-q"], tmp_path)  # no --model: the output's name asks for PD (the t1+t2 default is FLAIR)
     assert made.returncode == 0, made.stderr
+    record = json.loads(made.stdout)
+    assert record["target"] == "pd" and record["scenario"] == "t1,t2->pd"
     scored = run(["eval", "--pred", "pd.nii.gz", "--truth", truth, "--normalize", "truth", "--slices", "45:",
                   "--input", t1, "--input", t2, "--json", "-q"], tmp_path)
     assert scored.returncode == 0, scored.stderr
@@ -115,3 +118,11 @@ def test_pd_model_card_tta_row_is_what_eval_measures(shared_data: Path, tmp_path
     stated = [float(cell.strip(" *")) for cell in row.split("|")[2:5]]
     measured = [summary[metric]["mean"] for metric in ("psnr", "ssim", "mae")]
     assert measured == pytest.approx(stated, abs=0.005)
+
+
+def test_the_design_cards_command_with_a_contradicting_target_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    avg152 = shared_data / "spm12_avg152"
+    refused = run(["synthesize", "--t1", str(avg152 / "avg152T1.nii.gz"), "--t2", str(avg152 / "avg152T2.nii.gz"),
+                   "--out", "pd.nii.gz", "--target", "flair"], tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "the output name says pd but --target is flair" in refused.stderr and not (tmp_path / "pd.nii.gz").exists()
