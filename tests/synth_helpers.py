@@ -75,3 +75,23 @@ def assert_same_header(output: Path, reference: Path) -> None:
         else:
             assert got[key] == value, key
     assert nib.load(str(output)).get_data_dtype() == np.float32
+
+
+def run_synthesize(*args: object) -> Any:
+    """``mrsynth synthesize ARGS`` in-process (Typer's runner), stdout and stderr apart."""
+    from typer.testing import CliRunner
+
+    from mrsynth.cli.app import app
+
+    return CliRunner().invoke(app, ["synthesize", *[str(a) for a in args]])
+
+
+def assert_one_error_line(result: Any, *names: object) -> str:
+    """The bad-input contract: exit code 2, exactly one ``error:`` line naming ``names``, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+    return lines[0]

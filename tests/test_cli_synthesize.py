@@ -11,7 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from hub_server import write_registry
-from synth_helpers import DEMO_T1, DEMO_T2, assert_same_header, checkpoint, crop
+from synth_helpers import DEMO_T1, DEMO_T2, assert_one_error_line, assert_same_header, checkpoint, crop
+from synth_helpers import run_synthesize as run
 from typer.testing import CliRunner
 
 from mrsynth.cli.app import app
@@ -28,20 +29,6 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(autouse=True)
 def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables to 80 columns when not on a terminal
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, ["synthesize", *[str(a) for a in args]])
-
-
-def assert_one_error_line(result, *names: object) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def test_demo_case_end_to_end_keeps_the_reference_grid_and_header(tmp_path):

@@ -12,10 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from synth_helpers import DEMO_T1, DEMO_T2, assert_same_header, checkpoint, crop
-from typer.testing import CliRunner
+from synth_helpers import DEMO_T1, DEMO_T2, assert_one_error_line, assert_same_header, checkpoint, crop
+from synth_helpers import run_synthesize as run
 
-from mrsynth.cli.app import app
 from mrsynth.errors import InputError
 from mrsynth.inference import STRIPPED_MAX_LITRES, Synthesizer
 from mrsynth.io import read_volume, resample_to
@@ -47,20 +46,6 @@ def synth(case) -> Synthesizer:
 
 def values(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image)
-
-
-def run(*args: object):
-    return CliRunner().invoke(app, ["synthesize", *[str(a) for a in args]])
-
-
-def assert_one_error_line(result, *names: object) -> str:
-    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
-    return lines[0]
 
 
 def masked_copy(source: Path, mask: Path, target: Path) -> Path:
