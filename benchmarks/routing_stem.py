@@ -26,14 +26,14 @@ SHAPES = [
 def measure(channels: int, size: int, batch: int, repeats: int) -> dict:
     import torch
 
-    from mrsynth.models.cagr import RoutingFunction
+    from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
     from mrsynth.ops.cpu_stem import applies, fused_stem_features
 
     torch.manual_seed(0)
     routing = RoutingFunction(channels, 8).eval()
     x = torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        if not applies(routing.stem, x):
+        if not applies(routing.stem, x, ChannelLayerNorm):
             raise SystemExit("the fused kernel does not run here: see `mrsynth info`")
         forms = {"torch": lambda: routing.stem(x).mean(dim=(2, 3)), "fused": lambda: fused_stem_features(routing.stem, x)}
         results = {name: run() for name, run in forms.items()}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mrsynth.models import cagr
-from mrsynth.models.cagr import RoutingFunction
+from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
 from mrsynth.ops import cpu_stem
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
@@ -51,7 +51,7 @@ def test_fused_stem_matches_float64_stem(channels: int, groups: int, height: int
     with torch.inference_mode():
         reference = routing.double().stem(x.double()).mean(dim=(2, 3))
         routing.float()
-        assert cpu_stem.applies(routing.stem, x)
+        assert cpu_stem.applies(routing.stem, x, ChannelLayerNorm)
         fused = cpu_stem.fused_stem_features(routing.stem, x.contiguous(memory_format=torch.channels_last))
     assert fused.shape == reference.shape
     assert ((fused.double() - reference).norm() / reference.norm()).item() < 1e-5
@@ -78,11 +78,11 @@ def test_routing_function_uses_the_kernel_only_for_inference(monkeypatch) -> Non
 def test_unsupported_layers_fall_back() -> None:
     x = torch.randn(1, 48, 8, 8)
     with torch.no_grad():
-        assert not cpu_stem.applies(RoutingFunction(48, 2).stem, x)  # 24 channels per group: no kernel form
-        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, x[:, :16].double())
+        assert not cpu_stem.applies(RoutingFunction(48, 2).stem, x, ChannelLayerNorm)  # 24 channels per group: no kernel form
+        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, x[:, :16].double(), ChannelLayerNorm)
         stem = RoutingFunction(16, 8).stem
         stem[2] = torch.nn.GELU(approximate="tanh")
-        assert not cpu_stem.applies(stem, x[:, :16])
+        assert not cpu_stem.applies(stem, x[:, :16], ChannelLayerNorm)
 
 
 def test_unknown_switch_value_is_a_user_error(monkeypatch) -> None:
@@ -98,7 +98,7 @@ def test_switch_turns_the_kernel_off(monkeypatch) -> None:
     usable, detail = cpu_stem.status()
     assert not usable and cpu_stem.SWITCH_ENV in detail
     with torch.no_grad():
-        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, torch.randn(1, 16, 8, 8))
+        assert not cpu_stem.applies(RoutingFunction(16, 8).stem, torch.randn(1, 16, 8, 8), ChannelLayerNorm)
 
 
 @needs_compiler

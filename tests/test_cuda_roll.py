@@ -94,10 +94,24 @@ def test_dispatch_on_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
         rolled_kernel(weight, offsets, scale)
 
 
-def test_float64_goes_to_the_reference() -> None:
+def test_float64_has_no_kernel_and_the_dispatch_keeps_it_on_the_reference(monkeypatch) -> None:
     weight, offsets, scale, _ = problem(4, 8, 3, 3, 2, 2, 3.0, seed=2, dtype=torch.float64)
     offsets, scale = offsets.double(), scale.double()
-    assert torch.equal(rolled_kernel_cuda(weight, offsets, scale), rolled_kernel_reference(weight, offsets, scale))
+    with pytest.raises(ValueError, match="no CUDA roll kernel"):
+        rolled_kernel_cuda(weight, offsets, scale)
+    monkeypatch.setenv("MRSYNTH_ROLL_BACKEND", "auto")
+    assert torch.equal(rolled_kernel(weight, offsets, scale), rolled_kernel_reference(weight, offsets, scale))
+
+
+def test_ops_import_nothing_from_the_model_layer() -> None:
+    """ops sit below models (cli -> pipeline -> io/data -> models -> ops): no import of mrsynth.models there."""
+    import ast
+
+    for source in (Path(__file__).resolve().parents[1] / "mrsynth" / "ops").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            assert not any(n.startswith("mrsynth.models") for n in names), (source.name, names)
 
 
 @pytest.mark.parametrize(("shapes", "message"), [

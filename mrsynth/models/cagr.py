@@ -132,7 +132,7 @@ class RoutingFunction(nn.Module):
         nn.init.ones_(self.scale_head.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if fused_stem_applies(self.stem, x):  # same function, one fused CPU kernel (inference only)
+        if fused_stem_applies(self.stem, x, ChannelLayerNorm):  # same function, one fused CPU kernel (inference only)
             features = fused_stem_features(self.stem, x)
         else:
             features = self.stem(x).mean(dim=(2, 3))

@@ -76,8 +76,10 @@ def rolled_kernel(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor:
     """Eq. 4 through the active backend (see :func:`roll_backend`)."""
     backend = roll_backend()
     if backend != "torch" and weight.is_cuda:
-        from mrsynth.ops import cuda_roll_available, rolled_kernel_cuda
+        from mrsynth.ops import CUDA_ROLL_DTYPES, cuda_roll_available, rolled_kernel_cuda
 
+        if weight.dtype not in CUDA_ROLL_DTYPES:  # float64: the reference's own precision
+            return rolled_kernel_reference(weight, offsets, scale)
         if cuda_roll_available():
             return rolled_kernel_cuda(weight, offsets, scale)
         if backend == "cuda":

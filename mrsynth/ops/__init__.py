@@ -3,12 +3,17 @@ without it) and the fused CPU routing stem (``cpu_stem``, compiled on first use)
 
 ``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``) and
 ``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|off``); the torch
-implementations next to them stay the references the kernels are tested against.
+implementations next to them stay the references the kernels are tested against. Ops import nothing from the
+model layer: tensors and modules in, tensors out (a test checks it).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+CUDA_ROLL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+"""The weight dtypes the CUDA roll kernel has a form for; float64 stays with the torch reference."""
 
 
 def cuda_roll_status() -> tuple[bool, str]:
@@ -37,4 +42,4 @@ def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor
     return run(weight, offsets, scale)
 
 
-__all__ = ["cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]
+__all__ = ["CUDA_ROLL_DTYPES", "cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]

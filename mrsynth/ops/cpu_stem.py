@@ -142,11 +142,13 @@ def status() -> tuple[bool, str]:
     return library is not None, detail
 
 
-def applies(stem: nn.Sequential, x: Tensor) -> bool:
+def applies(stem: nn.Sequential, x: Tensor, norm_type: type[nn.Module]) -> bool:
     """Whether ``fused_stem_features`` can stand in for ``stem`` on ``x``: an inference-time float32 CPU call on
-    [grouped 3x3 conv, LayerNorm, exact GELU] layers whose group width the kernel has a form for."""
-    from mrsynth.models.cagr import ChannelLayerNorm
+    [grouped 3x3 conv, ``norm_type``, exact GELU] layers whose group width the kernel has a form for.
 
+    ``norm_type`` is the caller's per-pixel channel LayerNorm class (``weight``, ``bias``, ``eps`` over C): the
+    caller names it so that ops import nothing from the model layer above them.
+    """
     if _SUSPENDED.get() or x.is_cuda or x.dtype != torch.float32 or x.dim() != 4 or len(stem) % 3:
         return False
     if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in stem.parameters())):
@@ -156,7 +158,7 @@ def applies(stem: nn.Sequential, x: Tensor) -> bool:
             return False
         if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.dilation != (1, 1):
             return False
-        if not isinstance(norm, ChannelLayerNorm) or conv.in_channels != conv.out_channels or conv.out_channels % 8:
+        if not isinstance(norm, norm_type) or conv.in_channels != conv.out_channels or conv.out_channels % 8:
             return False
         width = conv.in_channels // conv.groups
         if width not in SUPPORTED_GROUP_WIDTHS and width % 16:

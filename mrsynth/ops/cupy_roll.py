@@ -189,11 +189,10 @@ def check_inputs(weight: Tensor, offsets: Tensor, scale: Tensor) -> None:
 def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor:
     """Eq. 4 with the CUDA kernels for float32 / float16 / bfloat16 weights (float32 sums).
 
-    float64 has no kernel: it is the precision of the reference, so it goes to the torch implementation.
+    float64 has no kernel: it is the precision of the torch reference, to which the caller's dispatch
+    (``mrsynth.models.roll.rolled_kernel``) sends it.
     """
     if weight.dtype not in SUFFIXES:
-        from mrsynth.models.roll import rolled_kernel_reference
-
-        return rolled_kernel_reference(weight, offsets, scale)
+        raise ValueError(f"no CUDA roll kernel for {weight.dtype}; use the torch reference")
     check_inputs(weight, offsets, scale)
     return GroupRollFunction.apply(weight, offsets, scale)
