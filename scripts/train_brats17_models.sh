@@ -43,8 +43,8 @@ run agi-net "t1c,t2,flair->t1" t13 1500 &
 wait
 # 5. the paper's two other BraTS scenarios (Table 2), then the two remaining "one missing" targets; two runs side
 #    by side. (t1,flair)->t2 beat the regression on validation and is bundled; (t2,flair)->t1 did not (PSNR).
-#    t1c3 and t23 were stopped at iterations 1653 and 1646 at the end of a session (RESUME=1 continues them exactly
-#    while $WORK survives); t23's best checkpoint (iteration 1000) beat the rule and is bundled, t1c3's did not.
+#    t23 was stopped at iteration 1646 (RESUME=1 continues a run exactly while $WORK survives); its best checkpoint
+#    (iteration 1000) beat the rule and is bundled. t1c3 ran its 2500 iterations; its best (1250) did not.
 run agi-net "t2,flair->t1" t1-2in 2500 &
 run agi-net "t1,flair->t2" t2-2in 2500 &
 wait
