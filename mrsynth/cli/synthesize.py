@@ -209,13 +209,14 @@ def _run_batch(sources: dict[str, Optional[Path]], out_dir: Optional[Path], prev
     with progress_bar(console, *columns) as bar:
         task = bar.add_task(", ".join(s.scenario for s, _ in groups.values()), total=len(subjects))
         for synthesizer, members in groups.values():
+            checkpoint_sha256 = _checkpoint_sha256(synthesizer) if bids is not None else ""
             for item in synthesize_batch(synthesizer, members, register=options["register"],
                                          overwrite=options["overwrite"], preview_dir=preview,
                                          match_intensity=options["match_intensity"],
                                          skull_strip=options["skull_strip"], n4=options["n4"]):
                 items.append(item)
                 if bids is not None and item.status == "ok":
-                    _write_bids_sidecar(item, bids, synthesizer)
+                    _write_bids_sidecar(item, bids, synthesizer, checkpoint_sha256)
                 bar.advance(task)
                 if as_json:
                     emit_json(item.record())
@@ -248,13 +249,19 @@ def _assign_bids_outputs(dataset: Path, deriv: Path, groups: dict[Optional[str],
             subject.output = derivative_output(deriv, subject, synthesizer.target)
 
 
-def _write_bids_sidecar(item: Any, dataset: Path, synthesizer: Any) -> None:
-    """The JSON sidecar of one written derivative: its sources as BIDS URIs, the model and its sha256."""
+def _checkpoint_sha256(synthesizer: Any) -> str:
+    """The loaded checkpoint's sha256, hashed once per model rather than once per subject's sidecar."""
     from mrsynth.hub import sha256_file
+
+    return sha256_file(synthesizer.checkpoint)
+
+
+def _write_bids_sidecar(item: Any, dataset: Path, synthesizer: Any, sha256: str) -> None:
+    """The JSON sidecar of one written derivative: its sources as BIDS URIs, the model and its sha256."""
     from mrsynth.io.bids import write_sidecar
 
-    write_sidecar(item.subject.output, item.subject, dataset, model=synthesizer.checkpoint.stem,
-                  sha256=sha256_file(synthesizer.checkpoint), scenario=synthesizer.scenario)
+    write_sidecar(item.subject.output, item.subject, dataset, model=synthesizer.checkpoint.stem, sha256=sha256,
+                  scenario=synthesizer.scenario)
 
 
 def _group_by_target(subjects: list[Any], options: dict[str, Any]) -> dict[Optional[str], tuple[Any, list[Any]]]:
