@@ -1,4 +1,4 @@
-"""``mrsynth profile``: parameters and FLOPs of an architecture, the numbers of the paper's Tables 5 and 7."""
+"""``mrsynth profile``: parameters and FLOPs of an architecture, the numbers of the paper's Tables 4, 5 and 7."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from mrsynth.errors import InputError
 
 @user_errors
 def profile_command(
-    arch: str = typer.Option("agi-net", "--arch", help="agi-net or resunet."),
-    groups: int = typer.Option(8, "--groups", "-n", help="CAGR groups n."),
+    arch: str = typer.Option("agi-net", "--arch", help="agi-net, resunet, deform-resunet or arc-resunet."),
+    groups: int = typer.Option(8, "--groups", "-n", help="n: CAGR groups (agi-net) or ARC kernels (arc-resunet)."),
     in_channels: int = typer.Option(2, "--in-channels", help="Input contrasts (model channels)."),
     size: int = typer.Option(256, "--size", help="Square slice size H = W."),
     preset: str = typer.Option("paper", "--preset", help="Width preset: paper, light or tiny."),
@@ -27,6 +27,8 @@ def profile_command(
     """Count parameters (M) and FLOPs (G, 2 x MACs) of one forward pass.
 
     Example: mrsynth profile --arch agi-net --groups 8 --json
+
+    Table 4's comparisons: mrsynth profile --arch deform-resunet; mrsynth profile --arch arc-resunet -n 8
     """
     from mrsynth.models import build_model
     from mrsynth.models import preset as make_preset
@@ -42,7 +44,7 @@ def profile_command(
         raise InputError("--arch/--groups/--preset/--stages", str(exc)) from None
     result = profile_model(build_model(config), in_channels=in_channels, size=size)
     if as_json:
-        emit_json({"arch": arch, "groups": groups if arch == "agi-net" else None, "size": size,
+        emit_json({"arch": arch, "groups": groups if arch in ("agi-net", "arc-resunet") else None, "size": size,
                    "params_m": round(result.params_m, 4), "gflops": round(result.gflops, 3)})
         return
     from rich.table import Table

@@ -15,7 +15,12 @@ STAGES: tuple[str, ...] = ("down1", "down2", "down3", "body", "up1", "up2", "up3
 AGI_NET_STAGES: tuple[str, ...] = ("down1", "down2", "down3", "body", "up1")
 """Stages whose ResBlocks get CAGR as first conv in AGI-Net (paper Sec. 3.3, Table 7's best row)."""
 
-ARCHITECTURES: tuple[str, ...] = ("agi-net", "resunet")
+ARCHITECTURES: tuple[str, ...] = ("agi-net", "resunet", "deform-resunet", "arc-resunet")
+"""ResUnet with CAGR, with plain convs, and the paper's Table 4 comparisons: a deformable convolution (DCNv2) or an
+Adaptive Rotated Convolution in exactly CAGR's slots (``cagr_stages``)."""
+
+REPLACING_CONV: dict[str, str] = {"agi-net": "cagr", "deform-resunet": "deform", "arc-resunet": "arc"}
+"""The conv each architecture puts in the replaced slots (a plain ResUnet replaces none)."""
 
 WIDTH_PRESETS: dict[str, tuple[int, int, int, int]] = {
     "paper": (64, 128, 256, 512),  # Tables 5 and 7: 17.0 M (ResUnet) / 19.15 M (AGI-Net, n = 8)
@@ -26,15 +31,15 @@ WIDTH_PRESETS: dict[str, tuple[int, int, int, int]] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of a generator (ResUnet or AGI-Net)."""
+    """Hyper-parameters of a generator (ResUnet, AGI-Net, Deform-ResUnet or ARC-ResUnet)."""
 
     arch: str = "agi-net"
     in_channels: int = 2
     out_channels: int = 1
     widths: tuple[int, ...] = WIDTH_PRESETS["paper"]
     blocks_per_stage: int = 2
-    groups: int = 8
-    cagr_stages: tuple[str, ...] = field(default=AGI_NET_STAGES)
+    groups: int = 8  # n: CAGR's groups; for arc-resunet ARC's number of rotated kernels; unused otherwise
+    cagr_stages: tuple[str, ...] = field(default=AGI_NET_STAGES)  # the replaced slots, whichever conv fills them
     attention: bool = True  # Cross Group Attention (False: the GR-only ablation)
     rolling: bool = True  # Group-wise Rolling (False: the CA-only ablation)
 
@@ -43,6 +48,8 @@ class ModelConfig:
         object.__setattr__(self, "cagr_stages", tuple(self.cagr_stages))
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        if self.groups < 1:
+            raise ValueError(f"n (groups or kernels) must be at least 1, got {self.groups}")
         if len(self.widths) != 4:
             raise ValueError(f"widths must list 4 stage widths, got {self.widths}")
         unknown = set(self.cagr_stages) - set(STAGES)
@@ -63,8 +70,8 @@ class ModelConfig:
 
     @property
     def replaced_stages(self) -> tuple[str, ...]:
-        """Stages that really carry CAGR (none for a ResUnet)."""
-        return self.cagr_stages if self.arch == "agi-net" else ()
+        """Stages whose ResBlocks' first convs are replaced (none for a plain ResUnet)."""
+        return self.cagr_stages if self.arch in REPLACING_CONV else ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
