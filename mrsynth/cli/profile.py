@@ -12,13 +12,13 @@ from mrsynth.errors import InputError
 
 @user_errors
 def profile_command(
-    arch: str = typer.Option("agi-net", "--arch", help="agi-net, resunet, deform-resunet or arc-resunet."),
+    arch: str = typer.Option("agi-net", "--arch", help="agi-net, resunet, deform-resunet (DCNv2) or arc-resunet (ARC)."),
     groups: int = typer.Option(8, "--groups", "-n", help="n: CAGR groups (agi-net) or ARC kernels (arc-resunet)."),
     in_channels: int = typer.Option(2, "--in-channels", help="Input contrasts (model channels)."),
     size: int = typer.Option(256, "--size", help="Square slice size H = W."),
     preset: str = typer.Option("paper", "--preset", help="Width preset: paper, light or tiny."),
     stages: Optional[str] = typer.Option(
-        None, "--stages", help="Comma-separated stages carrying CAGR (default: down1,down2,down3,body,up1)."
+        None, "--stages", help="Comma-separated stages whose first convs are replaced (default: down1,down2,down3,body,up1)."
     ),
     no_attention: bool = typer.Option(False, "--no-attention", help="GR-only ablation."),
     no_rolling: bool = typer.Option(False, "--no-rolling", help="CA-only ablation."),
@@ -28,7 +28,7 @@ def profile_command(
 
     Example: mrsynth profile --arch agi-net --groups 8 --json
 
-    Table 4's comparisons: mrsynth profile --arch deform-resunet; mrsynth profile --arch arc-resunet -n 8
+    Table 4 comparisons of the paper: mrsynth profile --arch deform-resunet; mrsynth profile --arch arc-resunet -n 8
     """
     from mrsynth.models import build_model
     from mrsynth.models import preset as make_preset

@@ -44,12 +44,12 @@ def train_command(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Slice store made by mrsynth preprocess."),
     scenario: str = typer.Option(..., "--scenario", help="Inputs in channel order, then the target: t1,t2->flair."),
-    arch: str = typer.Option("agi-net", "--arch", help="agi-net, resunet, or Table 4's deform-resunet (DCNv2) or "
-                             "arc-resunet (ARC) in CAGR's slots."),
+    arch: str = typer.Option("agi-net", "--arch", help="agi-net, resunet, deform-resunet (DCNv2) or arc-resunet "
+                             "(ARC)."),
     preset: str = typer.Option("paper", "--preset", help="Width preset: paper (64..512), light (32..256), tiny (16..128)."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Custom stage widths, e.g. 24,48,96,192 (overrides --preset)."),
     groups: int = typer.Option(8, "--groups", "-n", help="n: CAGR groups (agi-net) or ARC kernels (arc-resunet)."),
-    stages: Optional[str] = typer.Option(None, "--stages", help="Stages carrying CAGR (default down1,down2,down3,body,up1)."),
+    stages: Optional[str] = typer.Option(None, "--stages", help="Stages whose first convs are replaced (default down1,down2,down3,body,up1)."),
     no_attention: bool = typer.Option(False, "--no-attention", help="GR-only ablation (no Cross Group Attention)."),
     no_rolling: bool = typer.Option(False, "--no-rolling", help="CA-only ablation (no Group-wise Rolling)."),
     framework: str = typer.Option("pix2pix", "--framework", help="pix2pix (L1 + PatchGAN) or l1 (generator only)."),

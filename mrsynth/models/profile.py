@@ -45,7 +45,7 @@ def count_flops(model: nn.Module, x: Tensor) -> int:
     invisible to torch's counter, so the PyTorch stem runs instead; so is torchvision's deformable convolution, so
     the plain-torch one runs.
     """
-    custom = {torch.ops.aten.grid_sampler_2d.default: _grid_sample_flops}
+    custom = {torch.ops.aten.grid_sampler_2d: _grid_sample_flops}
     with (FlopCounterMode(display=False, custom_mapping=custom) as counter, grouped_form(), cpu_stem.suspended(),
           deform_conv.reference_only()):
         model(x)
