@@ -139,3 +139,24 @@ def test_matches_torchvision() -> None:
     with reference_only():
         want = deform_conv2d(**tensors)
     assert rel_err(got.cpu(), want.cpu()) < 1e-10
+
+
+def test_a_torchvision_that_fails_at_import_means_the_plain_path(tmp_path, monkeypatch) -> None:
+    """PyPI's torchvision for the CPU torch 2.13.0 raises at import; that must select the plain path, not fail."""
+    import sys
+
+    from mrsynth.ops import deform_conv
+
+    broken = tmp_path / "torchvision"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    deform_conv.torchvision_status.cache_clear()
+    try:
+        usable, detail = deform_conv.torchvision_status()
+        assert not usable and "torchvision::nms" in detail
+        case = random_case(9)
+        assert torch.equal(deform_conv2d(**case), deform_conv2d_reference(**case))
+    finally:
+        deform_conv.torchvision_status.cache_clear()

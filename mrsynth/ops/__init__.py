@@ -1,5 +1,6 @@
 """Native kernels: the CUDA group-roll kernels of ``cuda/`` through CuPy (imported lazily, so the package runs
-without it) and the fused CPU routing stem (``cpu_stem``, compiled on first use).
+without it), the fused CPU routing stem (``cpu_stem``, compiled on first use), and the DCNv2 deformable
+convolution (``deform_conv``: torchvision's where it loads, else plain torch).
 
 ``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``) and
 ``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|off``); the torch
@@ -30,6 +31,13 @@ def cpu_stem_status() -> tuple[bool, str]:
     return status()
 
 
+def deform_conv_status() -> tuple[bool, str]:
+    """(usable, detail): whether torchvision's fused deformable convolution runs here, and why not."""
+    from mrsynth.ops.deform_conv import torchvision_status
+
+    return torchvision_status()
+
+
 def cuda_roll_available() -> bool:
     """Whether the CuPy group-roll kernel can run here (CuPy importable, a CUDA device, the sources found)."""
     return cuda_roll_status()[0]
@@ -42,4 +50,5 @@ def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor
     return run(weight, offsets, scale)
 
 
-__all__ = ["CUDA_ROLL_DTYPES", "cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "rolled_kernel_cuda"]
+__all__ = ["CUDA_ROLL_DTYPES", "cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "deform_conv_status",
+           "rolled_kernel_cuda"]

@@ -92,13 +92,13 @@ def deform_conv2d_reference(x: Tensor, offset: Tensor, mask: Tensor, weight: Ten
     tap_x = (torch.arange(k_w, **factory) * d_w).repeat(k_h)
     rows = torch.arange(h_out, **factory) * s_h - p_h
     cols = torch.arange(w_out, **factory) * s_w - p_w
-    offset = offset.view(batch, taps, 2, h_out, w_out)
+    offset = offset.reshape(batch, taps, 2, h_out, w_out)
     y = rows.view(1, 1, h_out, 1) + tap_y.view(1, taps, 1, 1) + offset[:, :, 0]  # (B, K, H_out, W_out)
     x_pos = cols.view(1, 1, 1, w_out) + tap_x.view(1, taps, 1, 1) + offset[:, :, 1]
     grid = torch.stack(((2 * x_pos + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
     sampled = F.grid_sample(x, grid.view(batch, taps * h_out, w_out, 2), mode="bilinear", padding_mode="zeros",
                             align_corners=False)  # (B, C_in, K * H_out, W_out)
-    columns = sampled.view(batch, c_in, taps, h_out * w_out) * mask.reshape(batch, 1, taps, h_out * w_out)
+    columns = sampled.reshape(batch, c_in, taps, h_out * w_out) * mask.reshape(batch, 1, taps, h_out * w_out)
     out = torch.matmul(weight.reshape(c_out, c_in * taps), columns.reshape(batch, c_in * taps, h_out * w_out))
     return out.view(batch, c_out, h_out, w_out)
 
