@@ -267,27 +267,58 @@ def test_each_framework_trains_and_its_checkpoint_synthesizes(store: Path, volum
         assert model(torch.rand(1, 3, 40, 40)).shape == (1, 3, 40, 40)
 
 
-def test_mmgan_imputes_another_contrast_with_one_input_missing(store: Path, volumes: dict[str, Path],
-                                                               tmp_path: Path) -> None:
-    """One mmgan checkpoint, three scenarios: the missing contrast is the target when --target is left out."""
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def any_one_missing(store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An mmgan checkpoint for any one of t1, t2, flair missing."""
+    run = tmp_path_factory.mktemp("mmgan")
     trained = CliRunner().invoke(app, ["train", "--data", str(store), "--arch", "resunet", "--framework", "mmgan",
                                        "--scenario", "t1,t2,flair->any", "--max-missing", "1", *TINY,
                                        "--run-dir", str(run)])
     assert trained.exit_code == 0, trained.output
+    return run / "last.safetensors"
+
+
+def synthesize(*args: object):
+    return CliRunner().invoke(app, ["synthesize", *[str(a) for a in args], "--device", "cpu", "--json", "-q"])
+
+
+def test_mmgan_imputes_another_contrast_with_one_input_missing(any_one_missing: Path, volumes: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """One mmgan checkpoint, three scenarios: the missing contrast is the target when --target is left out."""
     flair = tmp_path / "flair.nii.gz"
-    made = CliRunner().invoke(app, ["synthesize", "--t1", str(volumes["t1"]), "--t2", str(volumes["t2"]), "--model",
-                                    str(run / "last.safetensors"), "--out", str(flair), "--device", "cpu", "-q"])
+    made = synthesize("--t1", volumes["t1"], "--t2", volumes["t2"], "--model", any_one_missing, "--out", flair)
     assert made.exit_code == 0, made.output
-    out = tmp_path / "out.nii.gz"
-    t2 = CliRunner().invoke(app, ["synthesize", "--t1", str(volumes["t1"]), "--flair", str(flair), "--model",
-                                  str(run / "last.safetensors"), "--out", str(out), "--device", "cpu", "--json", "-q"])
+    t2 = synthesize("--t1", volumes["t1"], "--flair", flair, "--model", any_one_missing, "--out", tmp_path / "o.nii.gz")
     assert t2.exit_code == 0, t2.output
     assert json.loads(t2.stdout.splitlines()[-1])["scenario"] == "t1,flair->t2"
-    two_missing = CliRunner().invoke(app, ["synthesize", "--t1", str(volumes["t1"]), "--target", "t2", "--model",
-                                           str(run / "last.safetensors"), "--out", str(tmp_path / "o2.nii.gz"),
-                                           "--device", "cpu", "-q"])
+    two_missing = synthesize("--t1", volumes["t1"], "--target", "t2", "--model", any_one_missing,
+                             "--out", tmp_path / "o2.nii.gz")
     assert_one_error_line(two_missing, "at most 1")
+
+
+def test_registry_entries_can_share_one_mmgan_checkpoint(any_one_missing: Path, volumes: dict[str, Path],
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry names each scenario; one mmgan file serves them all, the inputs given choosing the target."""
+    from hub_server import write_registry
+
+    from mrsynth.hub import sha256_file
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    model = weights / "any-one.safetensors"
+    model.write_bytes(any_one_missing.read_bytes())
+    common = {"arch": "resunet", "file": model.name, "sha256": sha256_file(model), "size": model.stat().st_size,
+              "licence": "CC0-1.0", "card": "cards/any-one.md", "default": True}
+    write_registry(weights, [{"name": "any-one-flair", "scenario": "t1,t2->flair", **common},
+                             {"name": "any-one-t2", "scenario": "t1,flair->t2", **common}])
+    monkeypatch.setenv("MRSYNTH_WEIGHTS_DIR", str(weights))
+    flair = tmp_path / "out.nii.gz"
+    made = synthesize("--t1", volumes["t1"], "--t2", volumes["t2"], "--out", flair)
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout.splitlines()[-1])["scenario"] == "t1,t2->flair"
+    t2 = synthesize("--t1", volumes["t1"], "--flair", flair, "--out", tmp_path / "t2.nii.gz")
+    assert t2.exit_code == 0, t2.output
+    assert json.loads(t2.stdout.splitlines()[-1])["scenario"] == "t1,flair->t2"
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -349,3 +380,6 @@ def test_the_cost_estimate_counts_each_frameworks_discriminator(framework: str) 
     alone = estimate_iteration(model, TrainConfig(framework="l1", batch_size=2), (64, 64))
     cost = estimate_iteration(model, TrainConfig(framework=framework, batch_size=2), (64, 64))
     assert cost.flops > alone.flops and cost.memory_bytes > alone.memory_bytes
+    if framework == "pgan":  # the perceptual term's VGG16 on top of the pix2pix game
+        pix2pix = estimate_iteration(model, TrainConfig(framework="pix2pix", batch_size=2), (64, 64))
+        assert cost.flops > pix2pix.flops and cost.memory_bytes > pix2pix.memory_bytes
