@@ -48,15 +48,17 @@ class Batch:
 
 
 class Framework:
-    """``l1``: no discriminator; subclasses add one and their losses."""
+    """What every framework shares; as it stands, the generator alone with an L1 loss and no discriminator.
+    Subclasses add a discriminator and their losses."""
 
-    name = "l1"
+    name = ""
     conditional = True
     """Whether the discriminator sees the generator's inputs next to the image it judges."""
 
     def __init__(self, config: TrainConfig, model_config: ModelConfig, metadata: dict[str, Any],
                  device: torch.device, rank: int = 0) -> None:
-        self.config, self.model_config, self.device, self.rank = config, model_config, device, rank
+        self.config, self.model_config, self.metadata = config, model_config, metadata
+        self.device, self.rank = device, rank
 
     @staticmethod
     def discriminator(model_config: ModelConfig) -> nn.Module | None:
@@ -86,6 +88,12 @@ class Framework:
     def checkpoint_metadata(self) -> dict[str, Any]:
         """Metadata the framework adds to every checkpoint (mmGAN: its imputation contract)."""
         return {}
+
+
+class L1(Framework):
+    """``l1``: ``L1(y, G(x))``, no adversarial game."""
+
+    name = "l1"
 
 
 class Pix2Pix(Framework):
@@ -176,8 +184,7 @@ class MMGAN(Framework):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        metadata: dict[str, Any] = args[2] if len(args) > 2 else kwargs["metadata"]
-        scenario = metadata.get("scenario") or {}
+        scenario = self.metadata.get("scenario") or {}
         if scenario.get("target") != ANY_TARGET:
             raise ValueError(f"mmgan trains one model for any missing contrast: its scenario's target must be "
                              f"{ANY_TARGET!r}, got {scenario.get('target')!r}")
@@ -251,7 +258,7 @@ class _OneMissing(torch.utils.data.Dataset):
         return full[keep], full[self.missing : self.missing + 1]
 
 
-FRAMEWORK_CLASSES: dict[str, type[Framework]] = {cls.name: cls for cls in (Pix2Pix, Framework, PGAN, MMGAN, MedSynth)}
+FRAMEWORK_CLASSES: dict[str, type[Framework]] = {cls.name: cls for cls in (Pix2Pix, L1, PGAN, MMGAN, MedSynth)}
 
 
 def build_framework(config: TrainConfig, model_config: ModelConfig, metadata: dict[str, Any], device: torch.device,
