@@ -153,7 +153,8 @@ class Synthesizer:
         try:
             present = spec.scenario(target, available)
         except ValueError as exc:
-            raise InputError(self.checkpoint, str(exc), "give more of its contrasts, or choose another model") from None
+            raise InputError(self.checkpoint, str(exc), f"its contrasts are {', '.join(spec.contrasts)}: choose the "
+                             "target among them and give the others, or choose another model") from None
         self.inputs, self.target = present, target
         return Imputer(self.model, spec, present, target).to(self.device).eval()
 

@@ -54,12 +54,6 @@ class PerceptualLoss(nn.Module):
         for parameter in self.features.parameters():
             parameter.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "PerceptualLoss":
-        """The trunk stays in eval mode whatever the trainer asks (it holds no batch norm, but it is frozen)."""
-        super().train(mode)
-        self.features.eval()
-        return self
-
     def embed(self, image: Tensor) -> Tensor:
         """(B, 1, H, W) in [0, 1] -> VGG16 feature maps at the chosen layer."""
         mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
