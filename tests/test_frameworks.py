@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from mrsynth.checkpoint import load_checkpoint, read_metadata
 from mrsynth.cli.app import app
 from mrsynth.imputation import ImputationSpec, Imputer, impute, zero_fill
-from mrsynth.models import ModelConfig, build_model
+from mrsynth.models import ARCHITECTURES, ModelConfig, build_model
 from mrsynth.training.curriculum import draw_present, missing_count
 from mrsynth.training.losses import gradient_difference_loss
 from mrsynth.training.perceptual import IMAGENET_MEAN, IMAGENET_STD, PerceptualLoss, vgg16_features
@@ -229,7 +229,7 @@ FRAMEWORK_RUNS = {
 }
 
 
-@pytest.mark.parametrize("arch", ["agi-net", "resunet"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)  # AGI-Net, ResUnet and any other generator build_model offers
 @pytest.mark.parametrize("framework", sorted(FRAMEWORK_RUNS))
 def test_each_framework_trains_and_its_checkpoint_synthesizes(store: Path, volumes: dict[str, Path], tmp_path: Path,
                                                                framework: str, arch: str) -> None:
