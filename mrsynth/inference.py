@@ -98,7 +98,9 @@ class Synthesizer:
     """A checkpoint loaded once, ready to synthesize any number of subjects (batch mode reuses it)."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int | None = None,
-                 tta: bool = False) -> None:
+                 tta: bool = False, target: str | None = None, available: list[str] | None = None) -> None:
+        """``target`` and ``available`` (the contrasts at hand) choose the scenario of an imputation checkpoint
+        (mmgan, :mod:`mrsynth.imputation`); a checkpoint trained for one scenario ignores them."""
         from mrsynth.checkpoint import load_checkpoint
 
         self.checkpoint = Path(checkpoint)
@@ -112,7 +114,9 @@ class Synthesizer:
         scenario = self.metadata.get("scenario") or {}
         self.inputs: list[str] = [str(c) for c in scenario.get("inputs", [])]
         self.target: str = str(scenario.get("target", ""))
-        if not self.inputs or not self.target or self.model.config.in_channels != len(self.inputs):
+        if self.metadata.get("imputation") and self.model.config.in_channels == len(self.inputs):
+            self.model = self._imputer(target, available)
+        elif not self.inputs or not self.target or self.model.config.in_channels != len(self.inputs):
             raise InputError(self.checkpoint, "checkpoint metadata has no usable scenario (inputs -> target)",
                              "re-save the checkpoint with mrsynth.checkpoint.save_checkpoint")
         self.slice_size = tuple(int(s) for s in self.metadata.get("slice_size") or (0, 0))
@@ -123,7 +127,7 @@ class Synthesizer:
         """Resolve ``--model`` (path, registry name, ``hf://``, or None for the registry default) and load it."""
         target = _canonical_or_fail(target, "--target") if target else None
         path = resolve_checkpoint(model, inputs, target)
-        synthesizer = cls(path, device=device, batch_size=batch_size, tta=tta)
+        synthesizer = cls(path, device=device, batch_size=batch_size, tta=tta, target=target, available=inputs)
         if target and synthesizer.target != target:
             raise InputError(path, f"this model synthesizes {synthesizer.target}, not {target}",
                              "drop --target (or rename the output) or choose a model for that target (mrsynth models)")
@@ -132,6 +136,27 @@ class Synthesizer:
     @property
     def scenario(self) -> str:
         return f"{','.join(self.inputs)}->{self.target}"
+
+    def _imputer(self, target: str | None, available: list[str] | None) -> "torch.nn.Module":
+        """An imputation checkpoint as the model of one scenario: ``target`` from the rest of its contrast set that
+        is ``available``. Without a target, the one contrast of the set that is not available is it."""
+        from mrsynth.imputation import ImputationSpec, Imputer
+
+        spec = ImputationSpec.from_dict(self.metadata["imputation"])
+        if target is None:
+            absent = [c for c in spec.contrasts if available is not None and c not in available]
+            if len(absent) != 1:
+                raise InputError("--target", f"this model imputes any of {', '.join(spec.contrasts)} from the "
+                                 "others; say which one to synthesize",
+                                 "add --target CONTRAST, or an --out name that ends in it")
+            target = absent[0]
+        try:
+            present = spec.scenario(target, available)
+        except ValueError as exc:
+            raise InputError(self.checkpoint, str(exc), f"its contrasts are {', '.join(spec.contrasts)}: choose the "
+                             "target among them and give the others, or choose another model") from None
+        self.inputs, self.target = present, target
+        return Imputer(self.model, spec, present, target).to(self.device).eval()
 
     def __call__(
         self,

@@ -1,5 +1,5 @@
-"""``mrsynth train``: pix2pix or L1 training of AGI-Net / ResUnet (or Table 4's variants) on a slice store, one CPU
-to many GPUs.
+"""``mrsynth train``: AGI-Net / ResUnet (or Table 4's variants) trained with pix2pix, L1, pGAN, mmGAN or
+MedSynth on a slice store, one CPU to many GPUs.
 
 A thin layer over :func:`mrsynth.training.train`; ``torchrun --nproc_per_node K -m mrsynth train ...`` runs it
 under DistributedDataParallel (NCCL on GPUs, gloo on CPU).
@@ -34,7 +34,12 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"), "scale_aug": ("train", "scale"),
     "amp": ("train", "amp"), "val_every": ("train", "val_every"), "save_every": ("train", "save_every"),
     "log_every": ("train", "log_every"), "select_metric": ("train", "select_metric"),
+    "lambda_perc": ("train", "lambda_perc"), "vgg_layer": ("train", "vgg_layer"),
+    "max_missing": ("train", "max_missing"),
 }
+# Options that only one framework reads: given with another, they are refused rather than silently ignored.
+FRAMEWORK_OPTIONS: dict[str, str] = {"lambda_perc": "pgan", "vgg_layer": "pgan", "vgg_weights": "pgan",
+                                     "max_missing": "mmgan"}
 FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp"})
 CPU_RECIPE_FLAGS = "--preset tiny --crop 128 --batch-size 8 --framework l1"
 
@@ -52,7 +57,17 @@ def train_command(
     stages: Optional[str] = typer.Option(None, "--stages", help="Stages whose first convs are replaced (default down1,down2,down3,body,up1)."),
     no_attention: bool = typer.Option(False, "--no-attention", help="GR-only ablation (no Cross Group Attention)."),
     no_rolling: bool = typer.Option(False, "--no-rolling", help="CA-only ablation (no Group-wise Rolling)."),
-    framework: str = typer.Option("pix2pix", "--framework", help="pix2pix (L1 + PatchGAN) or l1 (generator only)."),
+    framework: str = typer.Option("pix2pix", "--framework", help="pix2pix (L1 + PatchGAN), l1 (generator only), pgan "
+                                  "(pix2pix + VGG16 perceptual loss), mmgan (any missing contrasts of a set; scenario "
+                                  "t1,t1c,t2,flair->any) or medsynth (adversarial + L2 + gradient difference loss)."),
+    lambda_perc: float = typer.Option(100.0, "--lambda-perc", help="pgan: weight of the perceptual loss."),
+    vgg_layer: str = typer.Option("relu1_2", "--vgg-layer", help="pgan: VGG16 feature maps the perceptual loss "
+                                  "compares (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3)."),
+    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", metavar="PATH", help="pgan: VGG16 ImageNet "
+                                               "weights, safetensors or torchvision's .pth state dict (default: "
+                                               "torchvision's cache, else its download)."),
+    max_missing: Optional[int] = typer.Option(None, "--max-missing", help="mmgan: most contrasts missing at once "
+                                              "(default: all but one; 1 = any one missing)."),
     iters: int = typer.Option(120_000, "--iters", help="Training iterations (the paper: 120k; with --resume: the "
                               "run's own unless given)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Slices per iteration and process."),
@@ -98,19 +113,18 @@ def train_command(
     import torch
 
     from mrsynth.devices import resolve_device
-    from mrsynth.hub.registry import parse_scenario
+    from mrsynth.imputation import ANY_TARGET
     from mrsynth.models import ModelConfig
     from mrsynth.models import preset as make_preset
     from mrsynth.training import TrainConfig, train
     from mrsynth.training.data import store_datasets, store_metadata
 
-    try:
-        inputs, target = parse_scenario(scenario)
-    except ValueError as exc:
-        raise InputError("--scenario", str(exc), "write e.g. t1,t2->flair") from None
+    inputs, target = _training_scenario(scenario)
+    imputing = target == ANY_TARGET
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     options: dict[str, object] = {"arch": arch, "groups": groups, "in_channels": len(inputs),
+                                  "out_channels": len(inputs) if imputing else 1,
                                   "attention": not no_attention, "rolling": not no_rolling}
     if stages:
         options["cagr_stages"] = tuple(s.strip() for s in stages.split(",") if s.strip())
@@ -124,14 +138,20 @@ def train_command(
             lambda_l1=lambda_l1, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
             scale=_scale_range(scale_aug), amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
+            lambda_perc=lambda_perc, vgg_layer=vgg_layer, vgg_weights=str(vgg_weights) if vgg_weights else None,
+            max_missing=max_missing,
         )
     except ValueError as exc:
         raise InputError("options", str(exc)) from None
 
     if resume:
         model_config, config = _resumed_configs(ctx, run_dir, model_config, config, inputs, target)
+    _check_framework_options(ctx, config, inputs, imputing)
 
-    store, train_set, val_set = store_datasets(str(data), inputs, target, slice_range, val_split, val_slice_range, min_brain)
+    # mmgan: the store yields the whole contrast set, the last contrast as y (the framework joins them again)
+    data_inputs, data_target = (inputs[:-1], inputs[-1]) if imputing else (inputs, target)
+    store, train_set, val_set = store_datasets(str(data), data_inputs, data_target, slice_range, val_split,
+                                               val_slice_range, min_brain)
     metadata = store_metadata(store, inputs, target, slice_range)
     if data_note:
         metadata["training"]["data"] = data_note
@@ -199,7 +219,8 @@ def _cpu_cost_warning(model_config: ModelConfig, config: TrainConfig, slice_size
     cost = estimate_iteration(model_config, config, slice_size)
     if not cost.heavy:
         return None
-    cpu_model = make_preset("tiny", arch=model_config.arch, in_channels=model_config.in_channels)
+    cpu_model = make_preset("tiny", arch=model_config.arch, in_channels=model_config.in_channels,
+                            out_channels=model_config.out_channels)
     cpu_cost = estimate_iteration(cpu_model, replace(config, crop=128, batch_size=8, framework="l1"), slice_size)
     height, width = (config.crop, config.crop) if config.crop else slice_size
     shape = f"{height}x{width} {'crops' if config.crop else 'slices'}"
@@ -243,7 +264,9 @@ def _resumed_configs(ctx: typer.Context, run_dir: Path, model_config: ModelConfi
         verb, pronoun = ("differs", "it") if len(differences) == 1 else ("differ", "them")
         raise InputError(run_dir, f"{given} {verb} from the run being resumed ({recorded})",
                          f"drop {pronoun} or start a new --run-dir")
-    return stored_model, replace(stored_train, iters=config.iters if "iters" in explicit else stored_train.iters)
+    vgg_weights = config.vgg_weights if "vgg_weights" in explicit else stored_train.vgg_weights  # a file may move
+    return stored_model, replace(stored_train, iters=config.iters if "iters" in explicit else stored_train.iters,
+                                 vgg_weights=vgg_weights)
 
 
 def _explicit_options(ctx: typer.Context) -> set[str]:
@@ -302,6 +325,45 @@ def _run_scenario(run_dir: Path) -> tuple[list[str], str] | None:
 def _scenario_text(inputs: list[str], target: str) -> str:
     """A scenario as --scenario takes it."""
     return f"{','.join(inputs)}->{target}"
+
+
+def _training_scenario(text: str) -> tuple[list[str], str]:
+    """``t1,t2->flair`` -> (["t1", "t2"], "flair"); ``t1,t1c,t2,flair->any`` (mmgan: one model for any missing
+    contrast of the set) -> (["t1", "t1c", "t2", "flair"], "any")."""
+    from mrsynth.hub.registry import parse_scenario
+    from mrsynth.imputation import ANY_TARGET
+
+    head, _, tail = text.replace(" ", "").partition("->")
+    contrasts = [c for c in head.split(",") if c]
+    try:
+        if tail == ANY_TARGET and len(contrasts) >= 2:
+            inputs, last = parse_scenario(f"{','.join(contrasts[:-1])}->{contrasts[-1]}")
+            return [*inputs, last], ANY_TARGET
+        return parse_scenario(text)
+    except ValueError as exc:
+        raise InputError("--scenario", str(exc), "write e.g. t1,t2->flair, or t1,t1c,t2,flair->any for mmgan") from None
+
+
+def _check_framework_options(ctx: typer.Context, config: TrainConfig, inputs: list[str], imputing: bool) -> None:
+    """An mmgan run needs a ``->any`` scenario and no other framework takes one; options of another framework and
+    input augmentations that would bend only some contrasts of an mmgan set are refused, not ignored."""
+    explicit = _explicit_options(ctx)
+    if imputing != (config.framework == "mmgan"):
+        raise InputError("--scenario", "only --framework mmgan trains one model for any missing contrast (->any)"
+                         if imputing else "mmgan trains one model for any missing contrast of a set",
+                         "add --framework mmgan" if imputing else "write the set, e.g. t1,t1c,t2,flair->any")
+    for name, owner in FRAMEWORK_OPTIONS.items():
+        if name in explicit and config.framework != owner:
+            raise InputError(_option_text(ctx, name), f"is an option of --framework {owner}, not {config.framework}",
+                             "drop it or change --framework")
+    if imputing:
+        for name in ("shift_aug", "gamma_aug"):
+            if name in explicit and ctx.params[name]:
+                raise InputError(_option_text(ctx, name), "is not supported with --framework mmgan (it would bend "
+                                 "only some contrasts of the set)", "drop it")
+        if config.max_missing is not None and config.max_missing > len(inputs) - 1:
+            raise InputError("--max-missing", f"{config.max_missing} of {len(inputs)} contrasts would leave none "
+                             "present", f"use 1 to {len(inputs) - 1}")
 
 
 def _is_main_rank() -> bool:

@@ -75,8 +75,26 @@ def load_models(specs: Sequence[str], device: str = "cpu") -> list[EvalModel]:
         scenario = meta.get("scenario") or {}
         if not scenario.get("inputs") or not scenario.get("target"):
             raise InputError(path, "checkpoint metadata has no scenario", "re-save it with mrsynth train")
-        loaded.append(EvalModel(label, spec, path, model, tuple(scenario["inputs"]), scenario["target"], meta))
+        if meta.get("imputation"):
+            loaded.extend(_one_missing_models(label, spec, path, model, meta, device))
+        else:
+            loaded.append(EvalModel(label, spec, path, model, tuple(scenario["inputs"]), scenario["target"], meta))
     return loaded
+
+
+def _one_missing_models(label: str, spec: str, path: Path, model: Any, meta: dict[str, Any],
+                        device: str) -> list[EvalModel]:
+    """An imputation (mmgan) checkpoint as one model per one-missing scenario of its contrast set, labelled
+    ``LABEL:TARGET``, so that each scenario is scored and paired with the other models of that scenario."""
+    from mrsynth.imputation import ImputationSpec, Imputer
+
+    imputation = ImputationSpec.from_dict(meta["imputation"])
+    models = []
+    for target in imputation.contrasts:
+        present = imputation.scenario(target)
+        wrapped = Imputer(model, imputation, present, target).to(device).eval()
+        models.append(EvalModel(f"{label}:{target}", spec, path, wrapped, tuple(present), target, meta))
+    return models
 
 
 def predict_slices(model: Any, inputs: np.ndarray, batch_size: int = 16, device: str = "cpu") -> np.ndarray:

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FRAMEWORKS = ("pix2pix", "l1")
+from mrsynth.training.perceptual import FEATURE_LAYERS
+
+FRAMEWORKS = ("pix2pix", "l1", "pgan", "mmgan", "medsynth")
+ADVERSARIAL = frozenset({"pix2pix", "pgan", "mmgan", "medsynth"})
 LR_SCHEDULES = ("constant", "cosine", "linear")
 SELECT_METRICS = ("psnr", "ssim", "mae")
 
@@ -27,7 +30,11 @@ class TrainConfig:
     batch_size: int = 16  # per process; DDP multiplies it by the world size
     lr: float = 1e-4
     lr_schedule: str = "constant"
-    lambda_l1: float = 100.0
+    lambda_l1: float = 100.0  # pix2pix and pgan
+    lambda_perc: float = 100.0  # pgan: weight of the perceptual loss (Dar et al. 2019)
+    vgg_layer: str = "relu1_2"  # pgan: the VGG16 feature maps the perceptual loss compares
+    vgg_weights: str | None = None  # pgan: a local VGG16 weights file (None: torchvision's cache or download)
+    max_missing: int | None = None  # mmgan: most contrasts missing at once (None: all but one)
     seed: int = 0
     crop: int | None = None  # random square crops inside the brain's bounding box (cheap CPU training)
     flip: bool = True  # random left-right flips
@@ -45,6 +52,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
             raise ValueError(f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+        if self.vgg_layer not in FEATURE_LAYERS:
+            raise ValueError(f"unknown VGG16 layer {self.vgg_layer!r}; choose one of {', '.join(FEATURE_LAYERS)}")
+        if self.lambda_perc < 0:
+            raise ValueError(f"lambda_perc must be non-negative, got {self.lambda_perc}")
+        if self.max_missing is not None and self.max_missing < 1:
+            raise ValueError(f"max_missing must be at least 1, got {self.max_missing}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
         if self.select_metric not in SELECT_METRICS:
@@ -67,8 +80,9 @@ class TrainConfig:
 
     @property
     def adam_betas(self) -> tuple[float, float]:
-        """pix2pix's (0.5, 0.999) stabilises the adversarial game; plain L1 regression uses Adam's defaults."""
-        return (0.5, 0.999) if self.framework == "pix2pix" else (0.9, 0.999)
+        """pix2pix's (0.5, 0.999) stabilises the adversarial game (every GAN framework here builds on it); plain
+        L1 regression uses Adam's defaults."""
+        return (0.5, 0.999) if self.framework in ADVERSARIAL else (0.9, 0.999)
 
     def lr_at(self, iteration: int) -> float:
         """Learning rate for a 0-based iteration: a pure function of it, so a resumed run needs no scheduler state."""

@@ -3,8 +3,9 @@
 Why: the defaults are the paper's GPU recipe (paper widths, pix2pix, batch 16, full slices): by this estimate 15.9
 GiB and 9.7 TFLOP per iteration at 256x256 (a user measured ~16 GB and ~4 minutes per iteration on a 2-core CPU),
 and nothing used to say so before the machine started swapping.
-The estimate replays one iteration of the trainer (generator, discriminator step, generator step) on the ``meta``
-device, which records shapes but computes nothing, so it takes a fraction of a second at any size:
+The estimate replays one iteration of the trainer (generator, the framework's discriminator step, generator step
+with pGAN's frozen VGG16) on the ``meta`` device, which records shapes but computes nothing, so it takes a
+fraction of a second at any size:
 
 * memory: every tensor autograd saves for the backward pass (the generator's graph lives while the discriminator
   step builds its own) plus weights, gradients and Adam's two moments (16 bytes per parameter);
@@ -25,9 +26,11 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mrsynth.models import ModelConfig, PatchGAN, build_model
+from mrsynth.models import ModelConfig, build_model
 from mrsynth.ops import cpu_stem
 from mrsynth.training.config import TrainConfig
+from mrsynth.training.frameworks import FRAMEWORK_CLASSES
+from mrsynth.training.perceptual import vgg16_features
 
 GIB = 2**30
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and Adam's exp_avg and exp_avg_sq
@@ -72,22 +75,34 @@ def estimate_iteration(model_config: ModelConfig, config: TrainConfig, slice_siz
     batch, in_channels = config.batch_size, model_config.in_channels
     with torch.device("meta"):
         generator = build_model(model_config)
-        disc = PatchGAN(in_channels + model_config.out_channels) if config.framework == "pix2pix" else None
+        framework = FRAMEWORK_CLASSES[config.framework]
+        disc = framework.discriminator(model_config)
+        vgg = vgg16_features(config.vgg_layer).requires_grad_(False) if config.framework == "pgan" else None
         x = torch.empty(batch, in_channels, height, width)
         y = torch.empty(batch, model_config.out_channels, height, width)
     g_saved, d_saved = _SavedBytes(), _SavedBytes()
+
+    def judged(image: torch.Tensor) -> torch.Tensor:
+        return torch.cat((x, image), 1) if framework.conditional else image
+
     with FlopCounterMode(display=False) as counter, cpu_stem.suspended():
         with g_saved.hooks():
             fake = generator(x)
         loss = (fake - y).abs().mean()
         if disc is not None:
             with d_saved.hooks():  # the discriminator step's graph, alive together with the generator's
-                pairs = torch.cat((torch.cat((x, fake.detach()), 1), torch.cat((x, y), 1)), 0)
+                pairs = torch.cat((judged(fake.detach()), judged(y)), 0)
                 disc(pairs).mean().backward()
-            loss = loss + disc(torch.cat((x, fake), 1)).mean()
+            loss = loss + disc(judged(fake)).mean()
+        if vgg is not None:  # pGAN's perceptual term: the target's features without a graph, the synthesis' with
+            with torch.no_grad():
+                vgg(y.expand(-1, 3, -1, -1))
+            with g_saved.hooks():
+                loss = loss + vgg(fake.expand(-1, 3, -1, -1)).mean()
         loss.backward()
     parameters = sum(p.numel() for module in (generator, disc) if module is not None for p in module.parameters())
-    return IterationCost(memory_bytes=g_saved.total + d_saved.total + BYTES_PER_PARAMETER * parameters,
+    frozen = sum(p.numel() for p in vgg.parameters()) if vgg is not None else 0  # float32 weights only
+    return IterationCost(memory_bytes=g_saved.total + d_saved.total + BYTES_PER_PARAMETER * parameters + 4 * frozen,
                          flops=int(counter.get_total_flops()))
 
 

@@ -1,4 +1,6 @@
-"""Losses of the two frameworks: pix2pix (L1 + conditional adversarial) and L1 alone."""
+"""The loss terms of the frameworks: pix2pix (L1 + conditional adversarial), L1 alone, and the terms pGAN, mmGAN
+and MedSynth add (least-squares adversarial loss, gradient difference loss); pGAN's perceptual loss lives in
+:mod:`mrsynth.training.perceptual`, next to its VGG16 network."""
 
 from __future__ import annotations
 
@@ -16,6 +18,32 @@ def adversarial_loss(logits: Tensor, real: bool) -> Tensor:
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     """Halved as in pix2pix, which slows the discriminator relative to the generator."""
     return 0.5 * (adversarial_loss(real_logits, True) + adversarial_loss(fake_logits, False))
+
+
+def least_squares_loss(scores: Tensor, labels: Tensor | float) -> Tensor:
+    """The least-squares GAN loss (Mao et al. 2017) that pGAN and mmGAN use: ``mean (D(.) - label)^2``.
+
+    ``labels`` is 1 (real) or 0 (synthesised), or a tensor broadcasting against ``scores`` (mmGAN labels each
+    contrast's channel of the discriminator's map on its own).
+    """
+    return torch.mean((scores.float() - labels) ** 2)
+
+
+def gradient_difference_loss(fake: Tensor, target: Tensor) -> Tensor:
+    """MedSynth's image gradient difference loss (Nie et al. 2018, after Mathieu et al. 2016):
+
+    ``L_GDL(Y, Y^) = || |grad_x Y| - |grad_x Y^| ||^2 + || |grad_y Y| - |grad_y Y^| ||^2``
+
+    with forward differences along each in-plane axis; each squared norm is taken as a mean over the pixels (the
+    paper writes sums), so the weight does not depend on the crop size. Why it helps: it penalises where edges
+    are and how strong they are, which L2 alone blurs away.
+    """
+    loss = fake.new_zeros(())
+    for dim in (-1, -2):
+        fake_grad = torch.diff(fake, dim=dim).abs()
+        target_grad = torch.diff(target, dim=dim).abs()
+        loss = loss + torch.mean((target_grad - fake_grad) ** 2)
+    return loss
 
 
 def generator_loss(fake_logits: Tensor | None, fake: Tensor, target: Tensor, lambda_l1: float) -> dict[str, Tensor]:

@@ -1,4 +1,5 @@
-"""The training loop: pix2pix or L1, one process or many (DDP), resumable bit for bit on CPU.
+"""The training loop of every framework (:mod:`mrsynth.training.frameworks`), one process or many (DDP), resumable
+bit for bit on CPU.
 
 Rank 0 alone validates, logs and writes files, so a multi-GPU run writes one checkpoint set. Everything random is
 a function of (seed, iteration): sample order and augmentation come from ``sampling.py``/``augment.py``, the
@@ -25,12 +26,11 @@ from torch.utils.data import DataLoader
 from mrsynth.checkpoint import save_checkpoint
 from mrsynth.errors import InputError
 from mrsynth.io.atomic import atomic_output
-from mrsynth.metrics import brain_slices, slice_metrics, summarize
-from mrsynth.models import ModelConfig, PatchGAN, build_model
+from mrsynth.models import ModelConfig, build_model
 from mrsynth.training import distributed
 from mrsynth.training.augment import AugmentedPairs
 from mrsynth.training.config import TrainConfig
-from mrsynth.training.losses import discriminator_loss, generator_loss
+from mrsynth.training.frameworks import build_framework
 from mrsynth.training.runlog import RunLogger
 from mrsynth.training.sampling import ShardedBatchSampler
 from mrsynth.training.state import load_state, save_state
@@ -87,35 +87,6 @@ def _unwrap(module: nn.Module) -> nn.Module:
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for parameter in module.parameters():
         parameter.requires_grad_(flag)
-
-
-@torch.no_grad()
-def validate(model: nn.Module, dataset: Any, device: torch.device, batch_size: int = 8, amp: bool = False) -> dict[str, Any]:
-    """The paper's protocol on a dataset of full slices: per-slice PSNR/SSIM/MAE over slices with >= 1 % brain.
-
-    Returns means in reporting units (dB, %, x100) and the number of slices used.
-    """
-    model.eval()
-    preds, truths, inputs = [], [], []
-    autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([torch.as_tensor(item[0], dtype=torch.float32) for item in items])
-        y = torch.stack([torch.as_tensor(item[1], dtype=torch.float32) for item in items])
-        keep = torch.from_numpy(brain_slices(x))
-        if not keep.any():
-            continue
-        with autocast:
-            out = model(x[keep].to(device))
-        preds.append(out.float().clamp(0, 1).cpu()[:, 0])
-        truths.append(y[keep][:, 0])
-        inputs.append(x[keep])
-    model.train()
-    if not preds:
-        return {"n_slices": 0}
-    values = slice_metrics(torch.cat(preds), torch.cat(truths))
-    summary = summarize(values)
-    return {"n_slices": int(sum(p.shape[0] for p in preds)), **{k: v["mean"] for k, v in summary.items()}}
 
 
 def _is_better(metric: str, value: float, best: float | None) -> bool:
@@ -205,10 +176,15 @@ def _train(
         raise InputError(None, "the training set is empty", "check the store's split and --slice-range")
 
     device = info.device
+    try:  # before seeding: a framework's fixed networks (pGAN's VGG16) must not shift the generator's init
+        framework = build_framework(config, model_config, metadata, device, info.rank)
+    except ValueError as exc:
+        raise InputError("--framework", str(exc)) from None
+    metadata = {**metadata, **framework.checkpoint_metadata()}
     torch.manual_seed(config.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     generator = build_model(model_config).to(device)
-    in_channels, out_channels = model_config.in_channels, model_config.out_channels
-    disc = PatchGAN(in_channels + out_channels).to(device) if config.framework == "pix2pix" else None
+    disc = framework.discriminator(model_config)
+    disc = disc.to(device) if disc is not None else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.adam_betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=config.adam_betas) if disc is not None else None
     use_amp = config.amp and device.type == "cuda"
@@ -287,23 +263,24 @@ def _train(
                 if optimizer is not None:
                     for group in optimizer.param_groups:
                         group["lr"] = lr
+            batch = framework.prepare(x, y, iteration)
             with autocast():
-                fake = g_train(x)
+                fake = framework.output(g_train(batch.x), batch)
             step_losses: dict[str, torch.Tensor] = {}
             fake_logits = None
             if disc is not None and d_train is not None and opt_d is not None:
                 with autocast():
-                    pairs = torch.cat((torch.cat((x, fake.detach()), 1), torch.cat((x, y), 1)), 0)
+                    pairs = torch.cat((framework.judged(batch, fake.detach()), framework.judged(batch, batch.target)))
                     d_fake, d_real = d_train(pairs).float().chunk(2)
-                loss_d = discriminator_loss(d_real, d_fake)
+                loss_d = framework.d_loss(d_real, d_fake, batch)
                 opt_d.zero_grad(set_to_none=True)
                 scaler.scale(loss_d).backward()
                 scaler.step(opt_d)
                 step_losses["d"] = loss_d.detach()
                 _set_requires_grad(disc, False)  # the generator step must not train (or all-reduce) D
                 with autocast():
-                    fake_logits = disc(torch.cat((x, fake), 1))
-            parts = generator_loss(fake_logits, fake, y, config.lambda_l1)
+                    fake_logits = disc(framework.judged(batch, fake))
+            parts = framework.g_loss(fake_logits, fake, batch)
             opt_g.zero_grad(set_to_none=True)
             scaler.scale(parts["total"]).backward()
             scaler.step(opt_g)
@@ -324,7 +301,7 @@ def _train(
                     logger.log(done, "train", {**losses, "lr": lr})
                     emit({"event": "log", "iteration": done, **losses, "lr": lr})
                 if val_set is not None and (done % config.val_every == 0 or done == config.iters):
-                    val = validate(generator, val_set, device, config.val_batch_size, use_amp)
+                    val = framework.validate(generator, val_set, config.val_batch_size, use_amp)
                     val_values = {k: v for k, v in val.items() if k != "n_slices"}
                     logger.log(done, "val", val_values)
                     improved = _is_better(config.select_metric, val.get(config.select_metric, float("nan")), best)
