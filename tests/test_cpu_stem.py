@@ -9,6 +9,7 @@ import torch
 from mrsynth.models import cagr
 from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
 from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
+from stem_helpers import randomised_routing
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
 # Every kernel variant this CPU can run: its own (-march=native), AVX2's tiles where it has AVX2, and the portable one.
@@ -26,23 +27,6 @@ def fresh_build(tmp_path, monkeypatch):
     yield tmp_path
     cpu_stem.load.cache_clear()
     stem_dispatch._MEMORY.clear()
-
-
-def randomised_routing(channels: int, groups: int, seed: int) -> RoutingFunction:
-    """Random conv, bias, LayerNorm and head parameters, so every term of the stem shows in the result (fresh heads
-    are zero: their outputs, and the stem's gradients, would not depend on the stem at all)."""
-    torch.manual_seed(seed)
-    routing = RoutingFunction(channels, groups)
-    with torch.no_grad():
-        routing.offset_head.weight.normal_(0, 1.0)
-        routing.scale_head.weight.normal_(0, 1.0)
-        for conv in routing.stem[0::3]:
-            conv.weight.normal_(0, 0.4)
-            conv.bias.normal_(0, 0.5)
-        for norm in routing.stem[1::3]:
-            norm.weight.normal_(1, 0.3)
-            norm.bias.normal_(0, 0.3)
-    return routing
 
 
 @needs_compiler
