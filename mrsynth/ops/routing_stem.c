@@ -50,8 +50,13 @@
 #endif
 
 typedef float v8 __attribute__((vector_size(32), aligned(4)));
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
 typedef int v8i __attribute__((vector_size(32)));
+/* The convolution's accumulators are arrays of native vectors only: GCC lowers a vector wider than the hardware's
+ * (16 floats on AVX2, 8 on NEON) through the stack when it sits in an array, which is what made AVX2 slow. */
+typedef float vec __attribute__((vector_size(4 * VECTOR_LANES), aligned(4)));
+#define SHUFFLE_LANES (VECTOR_LANES < 8 ? VECTOR_LANES : 8) /* a group of <= 4 never straddles 4 lanes */
+typedef float vsh __attribute__((vector_size(4 * SHUFFLE_LANES), aligned(4)));
+typedef int vshi __attribute__((vector_size(4 * SHUFFLE_LANES)));
 
 #define PX 8 /* pixels per tile (LayerNorm reduces the sums of 8 pixels at once) */
 /* Pixels per pass over the taps: as many as the register budget holds accumulators of `lanes` channels for. */
@@ -105,22 +110,30 @@ static inline v8 gelu(v8 x) {
  * pixels p0 .. p0 + PASS_PX(8) - 1 of the tile. */
 #define DEFINE_SHUFFLE(CG)                                                                                     \
     static void taps_shuffle_##CG(const float *const rows[3], size_t stride, const float *w, int p0,           \
-                                  v8 acc[PASS_PX(8)]) {                                                        \
-        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                             \
+                                  vsh acc[PASS_PX(8)][8 / SHUFFLE_LANES]) {                                    \
+        const vshi lane = SHUFFLE_LANE_INDICES;                                                                \
         for (int dy = 0; dy < 3; dy++) {                                                                       \
             if (!rows[dy]) continue;                                                                           \
             for (int dx = 0; dx < 3; dx++) {                                                                   \
                 const float *xp = rows[dy] + (dx + p0) * stride;                                               \
                 const float *wt = w + (dy * 3 + dx) * CG * 8;                                                  \
                 _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(8); p++) {                                 \
-                    const v8 xv = *(const v8 *)(xp + p * stride);                                              \
-                    _Pragma("GCC unroll 8") for (int k = 0; k < CG; k++) {                                     \
-                        acc[p] += *(const v8 *)(wt + k * 8) * __builtin_shuffle(xv, lane / CG * CG + k);       \
+                    _Pragma("GCC unroll 2") for (int h = 0; h < 8 / SHUFFLE_LANES; h++) {                      \
+                        const vsh xv = *(const vsh *)(xp + p * stride + h * SHUFFLE_LANES);                    \
+                        _Pragma("GCC unroll 8") for (int k = 0; k < CG; k++) {                                 \
+                            acc[p][h] += *(const vsh *)(wt + k * 8 + h * SHUFFLE_LANES)                        \
+                                         * __builtin_shuffle(xv, lane / CG * CG + k);                          \
+                        }                                                                                      \
                     }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }
+#if SHUFFLE_LANES == 8
+#define SHUFFLE_LANE_INDICES {0, 1, 2, 3, 4, 5, 6, 7}
+#else
+#define SHUFFLE_LANE_INDICES {0, 1, 2, 3}
+#endif
 DEFINE_SHUFFLE(1)
 DEFINE_SHUFFLE(2)
 DEFINE_SHUFFLE(4)
@@ -129,55 +142,78 @@ DEFINE_SHUFFLE(8)
 #endif
 
 /* Groups of cg > SHUFFLE_MAX_CG channels, OB (8 or 16) output channels per block, all in one group: each input
- * value is broadcast against an OB-wide weight vector, so one load feeds OB multiply-adds per pixel (a stand-alone
- * test of the 16-wide loop, convolution only, ran at about 108 GFLOP/s on one AVX-512 core of the development
- * machine with 32 channels per group). The pass covers pixels p0 .. p0 + PASS_PX(OB) - 1 of the tile. */
-#define DEFINE_BROADCAST(OB, VEC)                                                                              \
+ * value is broadcast against the block's OB weights (OB / VECTOR_LANES native vectors), so one load feeds OB
+ * multiply-adds per pixel (a stand-alone test of the 16-wide loop, convolution only, ran at about 108 GFLOP/s on
+ * one AVX-512 core of the development machine with 32 channels per group). The pass covers pixels
+ * p0 .. p0 + PASS_PX(OB) - 1 of the tile. */
+#define DEFINE_BROADCAST(OB)                                                                                   \
     static void taps_broadcast_##OB(int cg, const float *const rows[3], size_t stride, const float *w, int p0, \
-                                    VEC acc[PASS_PX(OB)]) {                                                    \
+                                    vec acc[PASS_PX(OB)][OB / VECTOR_LANES]) {                                 \
         for (int dy = 0; dy < 3; dy++) {                                                                       \
             if (!rows[dy]) continue;                                                                           \
             for (int dx = 0; dx < 3; dx++) {                                                                   \
                 const float *xp = rows[dy] + (dx + p0) * stride;                                               \
                 const float *wt = w + (size_t)(dy * 3 + dx) * cg * OB;                                         \
                 for (int k = 0; k < cg; k++) {                                                                 \
-                    const VEC wk = *(const VEC *)(wt + k * OB);                                                \
-                    _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(OB); p++) acc[p] += wk * xp[p * stride + k]; \
+                    vec wk[OB / VECTOR_LANES];                                                                 \
+                    for (int j = 0; j < OB / VECTOR_LANES; j++) wk[j] = *(const vec *)(wt + k * OB + j * VECTOR_LANES); \
+                    _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(OB); p++) {                            \
+                        const float xs = xp[p * stride + k];                                                   \
+                        _Pragma("GCC unroll 4") for (int j = 0; j < OB / VECTOR_LANES; j++) acc[p][j] += wk[j] * xs; \
+                    }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }
 #if SHUFFLE_MAX_CG < 8
-DEFINE_BROADCAST(8, v8)
+DEFINE_BROADCAST(8)
 #endif
-DEFINE_BROADCAST(16, v16)
+DEFINE_BROADCAST(16)
 
 /* One block's convolution for the tile, pass by pass, with the bias, into the tile's pixels 0 .. npx - 1. */
 static void convolve_block(int cg, const float *const rows[3], size_t stride, const float *w, const float *bias,
                            int npx, int C, float *tile) {
     if (cg >= 16) {
         for (int p0 = 0; p0 < npx; p0 += PASS_PX(16)) {
-            v16 acc[PASS_PX(16)];
-            for (int p = 0; p < PASS_PX(16); p++) acc[p] = *(const v16 *)bias;
+            vec acc[PASS_PX(16)][16 / VECTOR_LANES];
+            for (int p = 0; p < PASS_PX(16); p++)
+                for (int j = 0; j < 16 / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);
             taps_broadcast_16(cg, rows, stride, w, p0, acc);
-            for (int p = 0; p < PASS_PX(16) && p0 + p < npx; p++) *(v16 *)(tile + (p0 + p) * C) = acc[p];
+            for (int p = 0; p < PASS_PX(16) && p0 + p < npx; p++)
+                for (int j = 0; j < 16 / VECTOR_LANES; j++) *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];
         }
         return;
     }
+#if SHUFFLE_MAX_CG < 8
+    if (cg == 8) {
+        for (int p0 = 0; p0 < npx; p0 += PASS_PX(8)) {
+            vec acc[PASS_PX(8)][8 / VECTOR_LANES];
+            for (int p = 0; p < PASS_PX(8); p++)
+                for (int j = 0; j < 8 / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);
+            taps_broadcast_8(cg, rows, stride, w, p0, acc);
+            for (int p = 0; p < PASS_PX(8) && p0 + p < npx; p++)
+                for (int j = 0; j < 8 / VECTOR_LANES; j++) *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];
+        }
+        return;
+    }
+#endif
     for (int p0 = 0; p0 < npx; p0 += PASS_PX(8)) {
-        v8 acc[PASS_PX(8)];
-        for (int p = 0; p < PASS_PX(8); p++) acc[p] = *(const v8 *)bias;
+        vsh acc[PASS_PX(8)][8 / SHUFFLE_LANES];
+        for (int p = 0; p < PASS_PX(8); p++)
+            for (int h = 0; h < 8 / SHUFFLE_LANES; h++) acc[p][h] = *(const vsh *)(bias + h * SHUFFLE_LANES);
         switch (cg) {
         case 1: taps_shuffle_1(rows, stride, w, p0, acc); break;
         case 2: taps_shuffle_2(rows, stride, w, p0, acc); break;
-        case 4: taps_shuffle_4(rows, stride, w, p0, acc); break;
 #if SHUFFLE_MAX_CG >= 8
+        case 4: taps_shuffle_4(rows, stride, w, p0, acc); break;
         default: taps_shuffle_8(rows, stride, w, p0, acc); break;
 #else
-        default: taps_broadcast_8(cg, rows, stride, w, p0, acc); break;
+        default: taps_shuffle_4(rows, stride, w, p0, acc); break;
 #endif
         }
-        for (int p = 0; p < PASS_PX(8) && p0 + p < npx; p++) *(v8 *)(tile + (p0 + p) * C) = acc[p];
+        for (int p = 0; p < PASS_PX(8) && p0 + p < npx; p++)
+            for (int h = 0; h < 8 / SHUFFLE_LANES; h++)
+                *(vsh *)(tile + (p0 + p) * C + h * SHUFFLE_LANES) = acc[p][h];
     }
 }
 
