@@ -96,6 +96,15 @@ def test_time_forms_reports_each_forms_best_round_with_an_injected_clock() -> No
     assert calls == ["f", "t"] + ["f", "t"] * 3  # one untimed call each first, then alternating
 
 
+def test_the_timing_runs_on_a_bounded_number_of_pixels() -> None:
+    # Big images: one is timed, whatever the batch, so a timing costs a few calls of one 256x256-sized stem.
+    assert stem_dispatch.timed_batch(torch.empty(8, 16, 240, 240)) == 2
+    assert stem_dispatch.timed_batch(torch.empty(32, 64, 256, 256)) == 1
+    assert stem_dispatch.timed_batch(torch.empty(8, 128, 30, 30)) == 8  # small ones: the whole batch
+    routing = RoutingFunction(64, 8)
+    assert stem_dispatch.shape_key(routing.stem, torch.empty(5, 64, 256, 256)) == "1x64x256x256/8/2"
+
+
 @needs_compiler
 def test_the_cache_key_changes_with_the_cpu_signature(fresh_cache, monkeypatch) -> None:
     kernel = cpu_stem.active_kernel()
