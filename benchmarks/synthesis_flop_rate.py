@@ -16,6 +16,10 @@ kernel built for -march=x86-64-v3); the AVX2 setting's figures carry the suffix 
 
     python benchmarks/synthesis_flop_rate.py [--model M] [--threads 2] [--repeats 3] [--isa native|avx2|both] [--json]
     python benchmarks/synthesis_flop_rate.py --quick --json   # 1 repeat, no 256^3 memory run
+    python benchmarks/synthesis_flop_rate.py --quick --json --model agi-net-tiny-brats17-t1t2-flair
+
+The default (t1, t2) -> flair model is a ResUnet, which has no routing stem; the AGI-Net of the same scenario shows
+what the fused stem does to synthesis.
 """
 
 from __future__ import annotations
@@ -57,9 +61,12 @@ def measure_rate(model_spec: str | None, repeats: int, switches: tuple[str, ...]
 
     from isa_settings import kernels
     from mrsynth.inference import Synthesizer
+    from mrsynth.models.cagr import RoutingFunction
     from mrsynth.models.profile import count_flops
 
     synth = Synthesizer.from_spec(model_spec, inputs=["t1", "t2"], device="cpu")
+    if not any(isinstance(module, RoutingFunction) for module in synth.model.modules()):
+        switches = ("auto",)  # no CAGR routing stem (a ResUnet): the switch changes nothing, time it once
     slices_run: list[int] = []
     folder = Path(tempfile.mkdtemp(prefix="mrsynth-rate-"))
 
