@@ -6,7 +6,8 @@ AGI-Net is timed three ways in the same rounds: MRSYNTH_CPU_KERNELS=auto (the de
 layer shape, whichever timed faster), =on (always the fused stem) and =off (always PyTorch).
 
 Each ISA setting runs in its own process (benchmarks/isa_settings.py): ``native`` (this CPU's own) and ``avx2``
-(oneDNN capped at AVX2 and the kernel built for -march=x86-64-v3), so an AVX-512 machine reports both.
+(oneDNN capped at AVX2, ATen's AVX2 kernels and the kernel built for -march=x86-64-v3), so an AVX-512 machine
+reports both.
 
     python benchmarks/cagr_overhead.py --json          # one JSON line: {"ratio_full": ..., "ratio_light": ...,
                                                        #   "ratio_full_on": ..., "ratio_full_off": ..., ...,
@@ -159,7 +160,8 @@ def print_table(results: dict[str, dict], args: argparse.Namespace) -> None:
           "| per-round ratio |" + (" peak MB AGI / Res |" if args.memory else ""))
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if args.memory else ""))
     for setting, result in results.items():
-        label = f"{setting} ({result['cpu']}; kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']})"
+        label = (f"{setting} ({result['cpu']}; kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}, "
+                 f"ATen {result['aten_cpu_capability']})")
         for r in result["rows"]:
             mem = f" {r['agi_net_peak_mb']:.0f} / {r['resunet_peak_mb']:.0f} |" if args.memory else ""
             for switch in (s for s in ("auto", "on", "off") if s in r):

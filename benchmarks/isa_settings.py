@@ -1,8 +1,9 @@
 """Run a benchmark once per instruction-set setting, each in a fresh process, and name the results after it.
 
-Why a process per setting: oneDNN reads ``ONEDNN_MAX_CPU_ISA`` once, when it first runs, so an AVX-512 machine
-can only measure what AVX2 machines get (oneDNN's AVX2 kernels, the fused stem built for ``-march=x86-64-v3``
-with AVX2's tiles) in a process started with both settings. Each child also gets an empty kernel cache, so
+Why a process per setting: oneDNN reads ``ONEDNN_MAX_CPU_ISA`` and ATen ``ATEN_CPU_CAPABILITY`` once, when they
+first run, so an AVX-512 machine can only measure what AVX2 machines get (oneDNN's AVX2 convolutions, ATen's AVX2
+LayerNorm, GELU and element-wise kernels, the fused stem built for ``-march=x86-64-v3`` with AVX2's tiles) in a
+process started with all three settings. Each child also gets an empty kernel cache, so
 ``MRSYNTH_CPU_KERNELS=auto`` times its choices afresh under the conditions of this run.
 
 Used by cagr_overhead.py and synthesis_flop_rate.py: ``--isa native|avx2|both`` (default both); the native
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 SETTINGS = {
     "native": {},
-    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MRSYNTH_CPU_ISA": "avx2"},
+    "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MRSYNTH_CPU_ISA": "avx2"},
 }
 CHILD_FLAG = "--isa-child"
 KERNEL_SWITCH = "MRSYNTH_CPU_KERNELS"
@@ -79,9 +80,12 @@ def kernels(value: str) -> Iterator[None]:
 
 
 def machine_line() -> dict:
-    """What the figures were measured on: CPU model, the kernel build and what oneDNN was capped at."""
+    """What the figures were measured on: CPU model, the kernel build, oneDNN's cap and ATen's kernels."""
+    import torch
+
     from mrsynth.ops import cpu_isa, cpu_stem
 
     kernel = cpu_stem.active_kernel()
     return {"cpu": cpu_isa.cpu_signature().split(" | ")[1], "kernel_isa": kernel.isa,
-            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default")}
+            "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}

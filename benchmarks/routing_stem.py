@@ -84,9 +84,11 @@ def main() -> None:
         if args.json:
             for row in result["rows"]:
                 print(json.dumps({"setting": setting, "cpu": result["cpu"], "kernel_isa": result["kernel_isa"],
-                                  "onednn_max_isa": result["onednn_max_isa"], **row}))
+                                  "onednn_max_isa": result["onednn_max_isa"],
+                                  "aten_cpu_capability": result["aten_cpu_capability"], **row}))
             continue
-        print(f"\n{setting} setting: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}\n")
+        print(f"\n{setting} setting: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}, "
+              f"ATen {result['aten_cpu_capability']}\n")
         print("| preset, stage | channels (per group), size, batch | PyTorch stem (ms) | fused kernel (ms) | speed-up |")
         print("| --- | --- | --- | --- | --- |")
         for r in result["rows"]:

@@ -11,8 +11,8 @@ Two figures of docs/performance.md (issue: "inference near the machine's limit")
    as the child process's peak resident set size (VmHWM).
 
 Synthesis is timed once per MRSYNTH_CPU_KERNELS setting in each round (auto, the default; on; off), and each ISA
-setting runs in its own process (benchmarks/isa_settings.py): ``native`` and ``avx2`` (oneDNN capped at AVX2, the
-kernel built for -march=x86-64-v3); the AVX2 setting's figures carry the suffix ``_avx2``.
+setting runs in its own process (benchmarks/isa_settings.py): ``native`` and ``avx2`` (oneDNN capped at AVX2, ATen's
+AVX2 kernels, the kernel built for -march=x86-64-v3); the AVX2 setting's figures carry the suffix ``_avx2``.
 
     python benchmarks/synthesis_flop_rate.py [--model M] [--threads 2] [--repeats 3] [--isa native|avx2|both] [--json]
     python benchmarks/synthesis_flop_rate.py --quick --json   # 1 repeat, no 256^3 memory run
@@ -165,7 +165,8 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def print_result(setting: str, result: dict, threads: int) -> None:
-    print(f"[{setting}: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}] "
+    print(f"[{setting}: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}, "
+          f"ATen {result['aten_cpu_capability']}] "
           f"model {result['model']}: {result['model_gflops_per_slice']:.2f} GFLOPs/slice at {result['slice_size']}, "
           f"batch {result['batch_size']}, {result['slices']} slices, {threads} threads")
     print(f"Conv2d stack ({result['stack_gflops_per_slice']:.2f} GFLOPs/slice): {result['stack_gflop_per_s']:.1f} GFLOP/s")
