@@ -5,8 +5,10 @@ Also the ISA switch's user errors and the aarch64 cross-build of the kernel."""
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,16 +188,57 @@ def test_avx2_is_refused_where_the_cpu_lacks_it(monkeypatch) -> None:
     assert cpu_isa.march_flags("portable") == ("-march=armv8-a",)
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None,
-                    reason="no aarch64 cross compiler (Debian: apt-get install gcc-aarch64-linux-gnu)")
+CROSS_CC = "aarch64-linux-gnu-gcc"
+needs_cross_compiler = pytest.mark.skipif(
+    shutil.which(CROSS_CC) is None, reason="no aarch64 cross compiler (Debian: apt-get install gcc-aarch64-linux-gnu)"
+)
+DRIVER = Path(__file__).with_name("stem_layer_main.c")
+
+
+@needs_cross_compiler
 def test_the_kernel_cross_compiles_for_aarch64_neon(tmp_path) -> None:
     library = tmp_path / "routing_stem.so"
     done = subprocess.run(
-        ["aarch64-linux-gnu-gcc", *cpu_stem.CFLAGS, "-march=armv8-a", "-Wall", "-Werror",
-         str(cpu_stem.SOURCE), "-o", str(library), "-lm"],
+        [CROSS_CC, *cpu_stem.CFLAGS, "-march=armv8-a", "-Wall", "-Werror", str(cpu_stem.SOURCE), "-o", str(library),
+         "-lm"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     header = library.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
     assert b"portable" in library.read_bytes()  # the portable tiles (NEON's register budget) were compiled
+
+
+def stem_file(routing: RoutingFunction, x: torch.Tensor) -> bytes:
+    """The driver's input (tests/stem_layer_main.c): dimensions, eps, NHWC input, packed parameters per layer."""
+    batch, channels, height, width = x.shape
+    conv, norm = routing.stem[0], routing.stem[1]
+    parts = [struct.pack("<6if", batch, height, width, channels, channels // conv.groups, len(routing.stem) // 3,
+                         norm.eps), x.permute(0, 2, 3, 1).contiguous().numpy().tobytes()]
+    for conv, norm in zip(routing.stem[0::3], routing.stem[1::3]):
+        for tensor in (cpu_stem.pack_weight(conv), conv.bias, norm.weight, norm.bias):
+            parts.append(tensor.detach().contiguous().numpy().tobytes())
+    return b"".join(parts)
+
+
+@needs_cross_compiler
+@pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="no qemu-user (Debian: apt-get install qemu-user)")
+def test_the_aarch64_build_matches_the_float64_stem_under_qemu(tmp_path) -> None:
+    program = tmp_path / "stem-aarch64"
+    flags = [flag for flag in cpu_stem.CFLAGS if flag not in ("-shared", "-fPIC")]
+    done = subprocess.run([CROSS_CC, *flags, "-march=armv8-a", str(cpu_stem.SOURCE), str(DRIVER), "-o", str(program),
+                           "-lm"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # Every kernel form on NEON's tiles: 1, 2 and 4 channels per group (shuffles on 4-lane vectors), 8 (broadcast,
+    # 8 lanes), 16 and 32 (broadcast, 16 lanes); 21 pixels per row leave a partial tile.
+    for channels, groups in [(8, 8), (16, 8), (32, 8), (64, 8), (128, 8), (96, 3)]:
+        routing = randomised_routing(channels, groups, seed=channels)
+        x = torch.randn(2, channels, 9, 21, generator=torch.Generator().manual_seed(channels)) * 2 + 0.5
+        (tmp_path / "in.bin").write_bytes(stem_file(routing, x))
+        run = subprocess.run(["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu", str(program), str(tmp_path / "in.bin"),
+                              str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, (channels, groups, run.returncode, run.stderr)
+        got = torch.frombuffer(bytearray((tmp_path / "out.bin").read_bytes()), dtype=torch.float32).view(2, channels)
+        with torch.inference_mode():
+            reference = routing.double().stem(x.double()).mean(dim=(2, 3))
+        assert relative_error(got, reference) < 1e-5, (channels, groups)
