@@ -31,9 +31,10 @@ def requested_isa() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _cpuinfo() -> str:
+    """The first processor's block of /proc/cpuinfo (all cores of a machine show the same model and features)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            return info.read()
+            return info.read().split("\n\n", 1)[0]
     except OSError:  # macOS, Windows, or a sandbox without /proc
         return ""
 
@@ -47,11 +48,13 @@ def _field(names: tuple[str, ...]) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (x86 ``flags``, ARM ``Features``), empty where /proc/cpuinfo is not readable."""
     return frozenset(_field(("flags", "Features")).split())
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_signature() -> str:
     """The CPU model and its features: what a build and a timing depend on, so that a cache shared by different
     machines (a home directory on a cluster) never hands one machine another's kernel or choices."""
