@@ -105,7 +105,7 @@ static inline v8 gelu(v8 x) {
 /* Groups of CG <= SHUFFLE_MAX_CG channels, 8 output channels per block: the block's outputs read the block's own 8
  * input channels, so one load per pixel and tap serves all of them, and input k of each group is moved under that
  * group's outputs by an in-register shuffle: no multiply-add is spent on the zeros between groups. For CG <= 4 the
- * shuffle stays within 128-bit halves (an immediate-operand permute on x86, a lane duplicate on NEON).
+ * shuffle stays within 128-bit halves (an immediate-operand permute on x86, a lane duplicate or transpose on NEON).
  * rows[dy] points at pixel x0 - 1 of input row y + dy - 1 (NULL above or below the image); the pass covers
  * pixels p0 .. p0 + PASS_PX(8) - 1 of the tile. */
 #define DEFINE_SHUFFLE(CG)                                                                                     \
@@ -170,30 +170,28 @@ DEFINE_BROADCAST(8)
 #endif
 DEFINE_BROADCAST(16)
 
+/* The broadcast form's passes over the tile's pixels 0 .. npx - 1 for OB output channels, bias first. */
+#define BROADCAST_PASSES(OB)                                                                                   \
+    for (int p0 = 0; p0 < npx; p0 += PASS_PX(OB)) {                                                            \
+        vec acc[PASS_PX(OB)][OB / VECTOR_LANES];                                                               \
+        for (int p = 0; p < PASS_PX(OB); p++)                                                                  \
+            for (int j = 0; j < OB / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);   \
+        taps_broadcast_##OB(cg, rows, stride, w, p0, acc);                                                     \
+        for (int p = 0; p < PASS_PX(OB) && p0 + p < npx; p++)                                                  \
+            for (int j = 0; j < OB / VECTOR_LANES; j++)                                                        \
+                *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];                                  \
+    }
+
 /* One block's convolution for the tile, pass by pass, with the bias, into the tile's pixels 0 .. npx - 1. */
 static void convolve_block(int cg, const float *const rows[3], size_t stride, const float *w, const float *bias,
                            int npx, int C, float *tile) {
     if (cg >= 16) {
-        for (int p0 = 0; p0 < npx; p0 += PASS_PX(16)) {
-            vec acc[PASS_PX(16)][16 / VECTOR_LANES];
-            for (int p = 0; p < PASS_PX(16); p++)
-                for (int j = 0; j < 16 / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);
-            taps_broadcast_16(cg, rows, stride, w, p0, acc);
-            for (int p = 0; p < PASS_PX(16) && p0 + p < npx; p++)
-                for (int j = 0; j < 16 / VECTOR_LANES; j++) *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];
-        }
+        BROADCAST_PASSES(16)
         return;
     }
 #if SHUFFLE_MAX_CG < 8
     if (cg == 8) {
-        for (int p0 = 0; p0 < npx; p0 += PASS_PX(8)) {
-            vec acc[PASS_PX(8)][8 / VECTOR_LANES];
-            for (int p = 0; p < PASS_PX(8); p++)
-                for (int j = 0; j < 8 / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);
-            taps_broadcast_8(cg, rows, stride, w, p0, acc);
-            for (int p = 0; p < PASS_PX(8) && p0 + p < npx; p++)
-                for (int j = 0; j < 8 / VECTOR_LANES; j++) *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];
-        }
+        BROADCAST_PASSES(8)
         return;
     }
 #endif
