@@ -27,7 +27,6 @@ from torch import Tensor, nn
 from mrsynth.ops import cpu_isa
 from mrsynth.ops.cpu_stem import Kernel, active_kernel, fused_stem_features, switch
 
-FORMS = ("fused", "torch")
 TIMED_ROUNDS = 3
 # Images of a batch that are timed: enough for 256x256 pixels, so one call of either form takes milliseconds to
 # tens of milliseconds at any batch size and the whole timing stays well under a second per shape.
