@@ -77,7 +77,8 @@ def time_pair(preset_name: str, groups: int, batch: int, size: int, train: bool,
     where ``auto`` times its choices."""
     from isa_settings import kernels
 
-    runs = {arch: step_function(build(preset_name, arch, groups), batch, size, train) for arch in ("agi-net", "resunet")}
+    runs = {arch: step_function(build(preset_name, arch, groups), batch, size, train)
+            for arch in ("agi-net", "resunet")}
     variants = [(f"agi-net-{switch}", runs["agi-net"], switch) for switch in (switches if not train else ("auto",))]
     variants.append(("resunet", runs["resunet"], "auto"))
     times: dict[str, list[float]] = {name: [] for name, _, _ in variants}

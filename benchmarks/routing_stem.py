@@ -87,8 +87,8 @@ def main() -> None:
                                   "onednn_max_isa": result["onednn_max_isa"],
                                   "aten_cpu_capability": result["aten_cpu_capability"], **row}))
             continue
-        print(f"\n{setting} setting: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}, "
-              f"ATen {result['aten_cpu_capability']}\n")
+        print(f"\n{setting} setting: {result['cpu']}, kernel {result['kernel_isa']}, "
+              f"oneDNN {result['onednn_max_isa']}, ATen {result['aten_cpu_capability']}\n")
         print("| preset, stage | channels (per group), size, batch | PyTorch stem (ms) | fused kernel (ms) | speed-up |")
         print("| --- | --- | --- | --- | --- |")
         for r in result["rows"]:

@@ -169,7 +169,8 @@ def print_result(setting: str, result: dict, threads: int) -> None:
           f"ATen {result['aten_cpu_capability']}] "
           f"model {result['model']}: {result['model_gflops_per_slice']:.2f} GFLOPs/slice at {result['slice_size']}, "
           f"batch {result['batch_size']}, {result['slices']} slices, {threads} threads")
-    print(f"Conv2d stack ({result['stack_gflops_per_slice']:.2f} GFLOPs/slice): {result['stack_gflop_per_s']:.1f} GFLOP/s")
+    print(f"Conv2d stack ({result['stack_gflops_per_slice']:.2f} GFLOPs/slice): "
+          f"{result['stack_gflop_per_s']:.1f} GFLOP/s")
     for switch in ("auto", "on", "off"):
         suffix = "" if switch == "auto" else f"_{switch}"
         if f"synthesis_s{suffix}" in result:

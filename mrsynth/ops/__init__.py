@@ -2,9 +2,9 @@
 without it) and the fused CPU routing stem (``cpu_stem``, compiled on first use).
 
 ``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``) and
-``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|on|off``, ``stem_dispatch``); the torch
-implementations next to them stay the references the kernels are tested against. Ops import nothing from the
-model layer: tensors and modules in, tensors out (a test checks it).
+``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|on|off``, ``stem_dispatch``);
+the torch implementations next to them stay the references the kernels are tested against. Ops import nothing from
+the model layer: tensors and modules in, tensors out (a test checks it).
 """
 
 from __future__ import annotations

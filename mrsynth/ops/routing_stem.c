@@ -156,7 +156,8 @@ DEFINE_SHUFFLE(8)
                 const float *wt = w + (size_t)(dy * 3 + dx) * cg * OB;                                         \
                 for (int k = 0; k < cg; k++) {                                                                 \
                     vec wk[OB / VECTOR_LANES];                                                                 \
-                    for (int j = 0; j < OB / VECTOR_LANES; j++) wk[j] = *(const vec *)(wt + k * OB + j * VECTOR_LANES); \
+                    for (int j = 0; j < OB / VECTOR_LANES; j++)                                                \
+                        wk[j] = *(const vec *)(wt + k * OB + j * VECTOR_LANES);                                \
                     _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(OB); p++) {                            \
                         const float xs = xp[p * stride + k];                                                   \
                         _Pragma("GCC unroll 4") for (int j = 0; j < OB / VECTOR_LANES; j++) acc[p][j] += wk[j] * xs; \
