@@ -1,11 +1,15 @@
 """Shared by the routing-stem tests (test_cpu_stem, test_stem_dispatch): a routing function whose every parameter
-shows in the stem's result."""
+shows in the stem's result, and the kernel variants this CPU can run."""
 
 from __future__ import annotations
 
 import torch
 
 from mrsynth.models.cagr import RoutingFunction
+from mrsynth.ops import cpu_isa
+
+# Every kernel variant this CPU can run: its own (-march=native), AVX2's tiles where it has AVX2, and the portable one.
+RUNNABLE_ISAS = [isa for isa in cpu_isa.ISAS if not isinstance(cpu_isa.march_flags(isa), str)]
 
 
 def randomised_routing(channels: int, groups: int, seed: int) -> RoutingFunction:

@@ -9,11 +9,9 @@ import torch
 from mrsynth.models import cagr
 from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
 from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
-from stem_helpers import randomised_routing
+from stem_helpers import RUNNABLE_ISAS, randomised_routing
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
-# Every kernel variant this CPU can run: its own (-march=native), AVX2's tiles where it has AVX2, and the portable one.
-RUNNABLE_ISAS = [isa for isa in cpu_isa.ISAS if not isinstance(cpu_isa.march_flags(isa), str)]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import torch
 
 from mrsynth.models.cagr import RoutingFunction
 from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
-from stem_helpers import randomised_routing
+from stem_helpers import RUNNABLE_ISAS, randomised_routing
 from synth_helpers import assert_one_error_line
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
@@ -140,10 +140,14 @@ def test_the_cache_key_changes_with_the_cpu_signature(fresh_cache, monkeypatch) 
 @pytest.mark.parametrize(("switch", "chosen", "ran"), [
     ("on", None, "fused"), ("off", None, "torch"), ("auto", "fused", "fused"), ("auto", "torch", "torch"),
 ])
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 def test_every_dispatch_path_is_honoured_and_matches_the_float64_stem(
-    fresh_cache, monkeypatch, switch: str, chosen: str | None, ran: str
+    fresh_cache, monkeypatch, switch: str, chosen: str | None, ran: str, isa: str
 ) -> None:
     monkeypatch.setenv(cpu_stem.SWITCH_ENV, switch)
+    monkeypatch.setenv(cpu_isa.ISA_ENV, isa)
+    if isa != "native":
+        assert cpu_stem.active_kernel().isa == isa  # the build MRSYNTH_CPU_ISA asks for is the one that runs
     calls: list[str] = []
     monkeypatch.setattr(stem_dispatch, "fused_stem_features", slowed(cpu_stem.fused_stem_features, calls, "fused", 0))
     monkeypatch.setattr(stem_dispatch, "torch_stem_features",
