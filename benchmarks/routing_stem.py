@@ -3,7 +3,10 @@
 Why: the fused kernel (mrsynth/ops/routing_stem.c) replaces [grouped 3x3 conv, LayerNorm, GELU] x 2 + global pooling
 in CPU inference. This times both forms on the same input, alternating, and checks that they agree.
 
-    python benchmarks/routing_stem.py [--threads 2] [--repeats 15] [--json]
+    python benchmarks/routing_stem.py [--threads 2] [--repeats 15] [--isa native|avx2|both] [--json]
+
+``--isa`` as in cagr_overhead.py (benchmarks/isa_settings.py): by default the table is measured twice, with this
+CPU's own kernel build and oneDNN, and as an AVX2 machine would run them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 # (preset, stage, channels, size, batch): batch 1 at 256x256 as in the overhead benchmark, and the tiny default
@@ -48,30 +52,48 @@ def measure(channels: int, size: int, batch: int, repeats: int) -> dict:
     return {"torch_ms": torch_ms, "fused_ms": fused_ms, "speedup": torch_ms / fused_ms, "rel_error": error}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
+def measure_all(args: argparse.Namespace) -> dict:
+    """The child's work for one ISA setting: every shape of SHAPES."""
     import torch
 
+    from isa_settings import machine_line
     from mrsynth.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
-    if not args.json:
+    rows = [{"preset": preset, "stage": stage, "channels": channels, "size": size, "batch": batch,
+             "threads": args.threads, **measure(channels, size, batch, args.repeats)}
+            for preset, stage, channels, size, batch in SHAPES]
+    return {"rows": rows, **machine_line()}
+
+
+def main() -> None:
+    import isa_settings
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    isa_settings.add_options(parser)
+    args = parser.parse_args()
+    if args.isa_child:
+        print(json.dumps(measure_all(args)))
+        return
+    for setting in isa_settings.chosen(args.isa):
+        result = isa_settings.run_child(__file__, sys.argv[1:], setting)
+        if args.json:
+            for row in result["rows"]:
+                print(json.dumps({"setting": setting, "cpu": result["cpu"], "kernel_isa": result["kernel_isa"],
+                                  "onednn_max_isa": result["onednn_max_isa"],
+                                  "aten_cpu_capability": result["aten_cpu_capability"], **row}))
+            continue
+        print(f"\n{setting} setting: {result['cpu']}, kernel {result['kernel_isa']}, "
+              f"oneDNN {result['onednn_max_isa']}, ATen {result['aten_cpu_capability']}\n")
         print("| preset, stage | channels (per group), size, batch | PyTorch stem (ms) | fused kernel (ms) | speed-up |")
         print("| --- | --- | --- | --- | --- |")
-    for preset, stage, channels, size, batch in SHAPES:
-        result = measure(channels, size, batch, args.repeats)
-        if args.json:
-            print(json.dumps({"preset": preset, "stage": stage, "channels": channels, "size": size, "batch": batch,
-                              "threads": args.threads, **result}))
-        else:
-            print(f"| {preset} {stage} | {channels} ({channels // 8}), {size}x{size}, {batch} | {result['torch_ms']:.2f} "
-                  f"| {result['fused_ms']:.2f} | {result['speedup']:.2f}x |")
+        for r in result["rows"]:
+            print(f"| {r['preset']} {r['stage']} | {r['channels']} ({r['channels'] // 8}), {r['size']}x{r['size']}, "
+                  f"{r['batch']} | {r['torch_ms']:.2f} | {r['fused_ms']:.2f} | {r['speedup']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,16 @@ Two figures of docs/performance.md (issue: "inference near the machine's limit")
 2. Peak memory of synthesizing a 256x256x256 volume (random-structure T1/T2 written to a temporary folder), measured
    as the child process's peak resident set size (VmHWM).
 
-    python benchmarks/synthesis_flop_rate.py [--model M] [--threads 2] [--repeats 3] [--json]
+Synthesis is timed once per MRSYNTH_CPU_KERNELS setting in each round (auto, the default; on; off), and each ISA
+setting runs in its own process (benchmarks/isa_settings.py): ``native`` and ``avx2`` (oneDNN capped at AVX2, ATen's
+AVX2 kernels, the kernel built for -march=x86-64-v3); the AVX2 setting's figures carry the suffix ``_avx2``.
+
+    python benchmarks/synthesis_flop_rate.py [--model M] [--threads 2] [--repeats 3] [--isa native|avx2|both] [--json]
+    python benchmarks/synthesis_flop_rate.py --quick --json   # 1 repeat, no 256^3 memory run
+    python benchmarks/synthesis_flop_rate.py --quick --json --model agi-net-tiny-brats17-t1t2-flair
+
+The default (t1, t2) -> flair model is a ResUnet, which has no routing stem; the AGI-Net of the same scenario shows
+what the fused stem does to synthesis.
 """
 
 from __future__ import annotations
@@ -46,14 +55,18 @@ def conv_stack(flops_per_slice: float, size: tuple[int, int], in_channels: int):
     return nn.Sequential(*layers).eval()
 
 
-def measure_rate(model_spec: str | None, repeats: int) -> dict:
+def measure_rate(model_spec: str | None, repeats: int, switches: tuple[str, ...]) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from isa_settings import kernels
     from mrsynth.inference import Synthesizer
+    from mrsynth.models.cagr import RoutingFunction
     from mrsynth.models.profile import count_flops
 
     synth = Synthesizer.from_spec(model_spec, inputs=["t1", "t2"], device="cpu")
+    if not any(isinstance(module, RoutingFunction) for module in synth.model.modules()):
+        switches = ("auto",)  # no CAGR routing stem (a ResUnet): the switch changes nothing, time it once
     slices_run: list[int] = []
     folder = Path(tempfile.mkdtemp(prefix="mrsynth-rate-"))
 
@@ -76,27 +89,37 @@ def measure_rate(model_spec: str | None, repeats: int) -> dict:
             for _ in range(0, slices, synth.batch_size):
                 stack(batch)
 
-    synthesize_once()
+    for switch in switches:  # warm-up; under auto, this is where the stem's forms are timed and chosen
+        with kernels(switch):
+            synthesize_once()
     slices = slices_run[-1]
     stack_once(synth.batch_size)
-    synth_times, stack_times = [], []
+    synth_times: dict[str, list[float]] = {switch: [] for switch in switches}
+    stack_times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        synthesize_once()
-        synth_times.append(time.perf_counter() - start)
+        for switch in switches:
+            with kernels(switch):
+                start = time.perf_counter()
+                synthesize_once()
+                synth_times[switch].append(time.perf_counter() - start)
         start = time.perf_counter()
         stack_once(slices)
         stack_times.append(time.perf_counter() - start)
     batches = -(-slices // synth.batch_size)
-    synth_rate = model_flops * slices / statistics.median(synth_times)
     stack_rate = stack_flops * batches * synth.batch_size / statistics.median(stack_times)
-    return {
+    result = {
         "model": str(synth.checkpoint.name), "slice_size": list(size), "batch_size": synth.batch_size,
         "slices": slices, "model_gflops_per_slice": model_flops / 1e9, "stack_gflops_per_slice": stack_flops / 1e9,
-        "synthesis_s": statistics.median(synth_times), "synthesis_spread_s": [min(synth_times), max(synth_times)],
-        "stack_s": statistics.median(stack_times), "synthesis_gflop_per_s": synth_rate / 1e9,
-        "stack_gflop_per_s": stack_rate / 1e9, "rate_fraction": synth_rate / stack_rate,
+        "stack_s": statistics.median(stack_times), "stack_gflop_per_s": stack_rate / 1e9,
     }
+    for switch, times in synth_times.items():
+        suffix = "" if switch == "auto" else f"_{switch}"
+        synth_rate = model_flops * slices / statistics.median(times)
+        result.update({
+            f"synthesis_s{suffix}": statistics.median(times), f"synthesis_spread_s{suffix}": [min(times), max(times)],
+            f"synthesis_gflop_per_s{suffix}": synth_rate / 1e9, f"rate_fraction{suffix}": synth_rate / stack_rate,
+        })
+    return result
 
 
 def peak_memory_256(model_spec: str | None, threads: int) -> float:
@@ -125,32 +148,69 @@ for line in open("/proc/self/status"):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="registry name or path (default: the registry default)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace) -> dict:
+    """The child's work for one ISA setting."""
     import torch
 
+    from isa_settings import machine_line
+    from mrsynth.ops.stem_dispatch import recorded_choices
     from mrsynth.runtime import tune_cpu_allocator
 
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
-    result = measure_rate(args.model, args.repeats)
-    result["peak_mb_256cube"] = peak_memory_256(args.model, args.threads)
-    result.update(threads=args.threads, torch=torch.__version__, machine=platform.machine())
-    if args.json:
-        print(json.dumps(result))
+    result = measure_rate(args.model, args.repeats, tuple(args.kernels.split(",")))
+    if not args.quick:
+        result["peak_mb_256cube"] = peak_memory_256(args.model, args.threads)
+    return {**result, **machine_line(), "choices": recorded_choices()}
+
+
+def print_result(setting: str, result: dict, threads: int) -> None:
+    print(f"[{setting}: {result['cpu']}, kernel {result['kernel_isa']}, oneDNN {result['onednn_max_isa']}, "
+          f"ATen {result['aten_cpu_capability']}] "
+          f"model {result['model']}: {result['model_gflops_per_slice']:.2f} GFLOPs/slice at {result['slice_size']}, "
+          f"batch {result['batch_size']}, {result['slices']} slices, {threads} threads")
+    print(f"Conv2d stack ({result['stack_gflops_per_slice']:.2f} GFLOPs/slice): "
+          f"{result['stack_gflop_per_s']:.1f} GFLOP/s")
+    for switch in ("auto", "on", "off"):
+        suffix = "" if switch == "auto" else f"_{switch}"
+        if f"synthesis_s{suffix}" in result:
+            print(f"MRSYNTH_CPU_KERNELS={switch}: {result[f'synthesis_s{suffix}']:.2f} s/volume -> "
+                  f"{result[f'synthesis_gflop_per_s{suffix}']:.1f} GFLOP/s, "
+                  f"{100 * result[f'rate_fraction{suffix}']:.1f} % of the conv stack's rate")
+    if "peak_mb_256cube" in result:
+        print(f"peak memory, 256^3 volume: {result['peak_mb_256cube']:.0f} MB")
+
+
+def main() -> None:
+    import isa_settings
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="registry name or path (default: the registry default)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="1 repeat and no 256^3 memory run")
+    parser.add_argument("--kernels", default="auto,on,off",
+                        help="MRSYNTH_CPU_KERNELS settings synthesis is timed with, in the same rounds")
+    parser.add_argument("--json", action="store_true")
+    isa_settings.add_options(parser)
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+    if args.isa_child:
+        print(json.dumps(measure(args)))
         return
-    print(f"model {result['model']}: {result['model_gflops_per_slice']:.2f} GFLOPs/slice at {result['slice_size']}, "
-          f"batch {result['batch_size']}, {result['slices']} slices, {args.threads} threads")
-    print(f"synthesis end to end: {result['synthesis_s']:.2f} s/volume -> {result['synthesis_gflop_per_s']:.1f} GFLOP/s")
-    print(f"Conv2d stack ({result['stack_gflops_per_slice']:.2f} GFLOPs/slice): {result['stack_gflop_per_s']:.1f} GFLOP/s")
-    print(f"fraction of the conv stack's rate: {100 * result['rate_fraction']:.0f} %")
-    print(f"peak memory, 256^3 volume: {result['peak_mb_256cube']:.0f} MB")
+    results = {s: isa_settings.run_child(__file__, sys.argv[1:], s) for s in isa_settings.chosen(args.isa)}
+    if args.json:
+        import torch
+
+        line = {}
+        for setting, result in results.items():
+            line.update(isa_settings.suffixed(setting, result))
+        line.update(threads=args.threads, repeats=args.repeats, torch=torch.__version__, machine=platform.machine())
+        print(json.dumps(line))
+        return
+    for setting, result in results.items():
+        print_result(setting, result, args.threads)
 
 
 if __name__ == "__main__":

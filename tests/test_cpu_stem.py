@@ -8,7 +8,8 @@ import torch
 
 from mrsynth.models import cagr
 from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
-from mrsynth.ops import cpu_stem
+from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
+from stem_helpers import RUNNABLE_ISAS, randomised_routing
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
 
@@ -18,26 +19,12 @@ def fresh_build(tmp_path, monkeypatch):
     """A private kernel cache and a cleared in-process library, restored afterwards."""
     monkeypatch.setenv(cpu_stem.CACHE_ENV, str(tmp_path))
     monkeypatch.delenv(cpu_stem.SWITCH_ENV, raising=False)
-    cpu_stem._load.cache_clear()
+    monkeypatch.delenv(cpu_isa.ISA_ENV, raising=False)
+    cpu_stem.load.cache_clear()
+    stem_dispatch._MEMORY.clear()
     yield tmp_path
-    cpu_stem._load.cache_clear()
-
-
-def randomised_routing(channels: int, groups: int, seed: int) -> RoutingFunction:
-    """Random conv, bias, LayerNorm and head parameters, so every term of the stem shows in the result (fresh heads
-    are zero: their outputs, and the stem's gradients, would not depend on the stem at all)."""
-    torch.manual_seed(seed)
-    routing = RoutingFunction(channels, groups)
-    with torch.no_grad():
-        routing.offset_head.weight.normal_(0, 1.0)
-        routing.scale_head.weight.normal_(0, 1.0)
-        for conv in routing.stem[0::3]:
-            conv.weight.normal_(0, 0.4)
-            conv.bias.normal_(0, 0.5)
-        for norm in routing.stem[1::3]:
-            norm.weight.normal_(1, 0.3)
-            norm.bias.normal_(0, 0.3)
-    return routing
+    cpu_stem.load.cache_clear()
+    stem_dispatch._MEMORY.clear()
 
 
 @needs_compiler
@@ -45,23 +32,37 @@ def randomised_routing(channels: int, groups: int, seed: int) -> RoutingFunction
     ("channels", "groups"), [(8, 8), (16, 8), (32, 8), (64, 8), (128, 8), (96, 3), (128, 2)],
 )
 @pytest.mark.parametrize(("height", "width"), [(9, 21), (4, 3), (16, 16)])
-def test_fused_stem_matches_float64_stem(channels: int, groups: int, height: int, width: int) -> None:
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_fused_stem_matches_float64_stem(channels: int, groups: int, height: int, width: int, isa: str) -> None:
+    kernel = cpu_stem.load(isa)
+    assert kernel.library is not None, kernel.detail
     routing = randomised_routing(channels, groups, seed=channels + width)
     x = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(height)) * 2 + 0.5
     with torch.inference_mode():
         reference = routing.double().stem(x.double()).mean(dim=(2, 3))
         routing.float()
         assert cpu_stem.applies(routing.stem, x, ChannelLayerNorm)
-        fused = cpu_stem.fused_stem_features(routing.stem, x.contiguous(memory_format=torch.channels_last))
+        fused = cpu_stem.fused_stem_features(routing.stem, x.contiguous(memory_format=torch.channels_last), kernel)
     assert fused.shape == reference.shape
     assert ((fused.double() - reference).norm() / reference.norm()).item() < 1e-5
 
 
 @needs_compiler
+def test_each_variant_builds_the_tiles_it_names(fresh_build) -> None:
+    built = {isa: cpu_stem.load(isa).isa for isa in RUNNABLE_ISAS}
+    assert built["portable"] == "portable"
+    if "avx2" in built:
+        assert built["avx2"] == "avx2"
+    native = "avx512" if "avx512f" in cpu_isa.cpu_flags() else "avx2" if "avx2" in built else "portable"
+    assert built["native"] == native
+    assert len({cpu_stem.load(isa).path for isa in RUNNABLE_ISAS}) == len(RUNNABLE_ISAS)  # one cached file each
+
+
+@needs_compiler
 def test_routing_function_uses_the_kernel_only_for_inference(monkeypatch) -> None:
     calls = []
-    real = cagr.fused_stem_features
-    monkeypatch.setattr(cagr, "fused_stem_features", lambda stem, x: calls.append(1) or real(stem, x))
+    real = cagr.dispatched_stem_features
+    monkeypatch.setattr(cagr, "dispatched_stem_features", lambda stem, x: calls.append(1) or real(stem, x))
     routing = randomised_routing(16, 8, seed=0)
     x = torch.randn(1, 16, 12, 12)
     with torch.no_grad():
@@ -108,7 +109,7 @@ def test_build_is_cached_and_written_atomically(fresh_build) -> None:
     built = list(fresh_build.iterdir())
     assert len(built) == 1 and built[0].suffix == ".so" and str(built[0]) in detail
     stamp = built[0].stat().st_mtime_ns
-    cpu_stem._load.cache_clear()
+    cpu_stem.load.cache_clear()
     assert cpu_stem.status()[0]
     assert list(fresh_build.iterdir()) == built and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
 
@@ -139,7 +140,10 @@ def test_info_reports_the_kernel(monkeypatch) -> None:
     from mrsynth.cli.info import collect_info
 
     monkeypatch.setenv(cpu_stem.SWITCH_ENV, "off")
-    assert collect_info()["cpu_stem_kernel"] == {"usable": False, "detail": cpu_stem.status()[1]}
+    reported = collect_info()["cpu_stem_kernel"]
+    assert (reported["usable"], reported["detail"], reported["switch"]) == (False, cpu_stem.status()[1], "off")
     monkeypatch.delenv(cpu_stem.SWITCH_ENV)
     usable, detail = cpu_stem.status()
-    assert collect_info()["cpu_stem_kernel"] == {"usable": usable, "detail": detail}
+    reported = collect_info()["cpu_stem_kernel"]
+    assert (reported["usable"], reported["detail"], reported["switch"]) == (usable, detail, "auto")
+    assert reported["isa"] == cpu_stem.active_kernel().isa

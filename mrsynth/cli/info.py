@@ -27,13 +27,12 @@ def collect_info() -> dict:
 
     from mrsynth import __version__
     from mrsynth.models.roll import roll_backend
-    from mrsynth.ops import cpu_stem_status, cuda_roll_status, deform_conv_status
+    from mrsynth.ops import cpu_stem_report, cuda_roll_status, deform_conv_status
 
     devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     kernel, kernel_detail = cuda_roll_status()
     asked = roll_backend()
     active = "cuda" if kernel and asked != "torch" else "torch"
-    stem_kernel, stem_detail = cpu_stem_status()
     fused_deform, deform_detail = deform_conv_status()
     try:
         from huggingface_hub import constants
@@ -50,7 +49,7 @@ def collect_info() -> dict:
         "cuda_devices": devices,
         "roll_backend": {"requested": asked, "active_on_gpu": active, "cuda_kernel_usable": kernel,
                          "detail": kernel_detail},
-        "cpu_stem_kernel": {"usable": stem_kernel, "detail": stem_detail},
+        "cpu_stem_kernel": cpu_stem_report(),
         "deform_conv": {"torchvision": fused_deform, "detail": deform_detail},
         "hub_cache": hub_cache,
     }
@@ -80,7 +79,15 @@ def info_command(as_json: bool = typer.Option(False, "--json", help="Print one J
     table.add_row("roll backend", f"requested {rb['requested']}, on GPU: {rb['active_on_gpu']}, "
                   f"CUDA kernel usable: {'yes' if rb['cuda_kernel_usable'] else 'no'} ({rb['detail']})")
     stem = info["cpu_stem_kernel"]
-    table.add_row("CPU routing stem", f"fused kernel: {'yes' if stem['usable'] else 'no'} ({stem['detail']})")
+    table.add_row("CPU routing stem", f"fused kernel: {'yes' if stem['usable'] else 'no'} ({stem['detail']}); "
+                  f"MRSYNTH_CPU_KERNELS={stem['switch']}")
+    if stem["choices"]:
+        table.add_row("CPU stem choices", "; ".join(
+            f"{shape}: {c['form']} (fused {c['fused_ms']:.2f} ms, PyTorch {c['torch_ms']:.2f} ms)"
+            for shape, c in sorted(stem["choices"].items())))
+    elif stem["usable"] and stem["switch"] == "auto":
+        table.add_row("CPU stem choices", "none timed yet on this CPU and thread count (the first inference of "
+                      "each layer shape times both forms)")
     deform = info["deform_conv"]
     table.add_row("deformable conv", f"{'torchvision' if deform['torchvision'] else 'plain torch'} ({deform['detail']})")
     table.add_row("Hub cache", str(info["hub_cache"]))

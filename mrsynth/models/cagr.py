@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from mrsynth.models.roll import per_sample_conv2d, rolled_kernel
 from mrsynth.ops.cpu_stem import applies as fused_stem_applies
-from mrsynth.ops.cpu_stem import fused_stem_features
+from mrsynth.ops.stem_dispatch import stem_features as dispatched_stem_features
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -132,8 +132,8 @@ class RoutingFunction(nn.Module):
         nn.init.ones_(self.scale_head.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if fused_stem_applies(self.stem, x, ChannelLayerNorm):  # same function, one fused CPU kernel (inference only)
-            features = fused_stem_features(self.stem, x)
+        if fused_stem_applies(self.stem, x, ChannelLayerNorm):  # CPU inference: fused kernel or PyTorch, the faster
+            features = dispatched_stem_features(self.stem, x)
         else:
             features = self.stem(x).mean(dim=(2, 3))
         offsets = self.offset_head(features).view(-1, self.groups, 2)  # (ox_i, oy_i), no activation

@@ -3,9 +3,9 @@ without it), the fused CPU routing stem (``cpu_stem``, compiled on first use), a
 convolution (``deform_conv``: torchvision's where it loads, else plain torch).
 
 ``mrsynth.models.roll.rolled_kernel`` dispatches here for CUDA tensors (``MRSYNTH_ROLL_BACKEND=auto|cuda``) and
-``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|off``); the torch
-implementations next to them stay the references the kernels are tested against. Ops import nothing from the
-model layer: tensors and modules in, tensors out (a test checks it).
+``mrsynth.models.cagr.RoutingFunction`` for CPU inference (``MRSYNTH_CPU_KERNELS=auto|on|off``, ``stem_dispatch``);
+the torch implementations next to them stay the references the kernels are tested against. Ops import nothing from
+the model layer: tensors and modules in, tensors out (a test checks it).
 """
 
 from __future__ import annotations
@@ -24,11 +24,17 @@ def cuda_roll_status() -> tuple[bool, str]:
     return availability()
 
 
-def cpu_stem_status() -> tuple[bool, str]:
-    """(usable, detail): whether the fused CPU routing-stem kernel runs here (compiling it on first call), and why not."""
-    from mrsynth.ops.cpu_stem import status
+def cpu_stem_report() -> dict:
+    """What ``mrsynth info`` says about the fused CPU routing stem: usable, why (or which build), the
+    ``MRSYNTH_CPU_KERNELS`` switch, the kernel's ISA tiles, and the forms chosen per layer shape on this CPU."""
+    from mrsynth.ops import cpu_stem, stem_dispatch
 
-    return status()
+    usable, detail = cpu_stem.status()
+    kernel = cpu_stem.active_kernel() if usable else None
+    return {
+        "usable": usable, "detail": detail, "switch": cpu_stem.switch(),
+        "isa": kernel.isa if kernel else None, "choices": stem_dispatch.recorded_choices() if kernel else {},
+    }
 
 
 def deform_conv_status() -> tuple[bool, str]:
@@ -50,5 +56,5 @@ def rolled_kernel_cuda(weight: Tensor, offsets: Tensor, scale: Tensor) -> Tensor
     return run(weight, offsets, scale)
 
 
-__all__ = ["CUDA_ROLL_DTYPES", "cpu_stem_status", "cuda_roll_available", "cuda_roll_status", "deform_conv_status",
+__all__ = ["CUDA_ROLL_DTYPES", "cpu_stem_report", "cuda_roll_available", "cuda_roll_status", "deform_conv_status",
            "rolled_kernel_cuda"]

@@ -1,8 +1,9 @@
 """CAGR's routing stem as one fused CPU kernel (``routing_stem.c``), compiled on first use and loaded with ctypes.
 
-Why compile at run time: the kernel is a page of C that GCC or Clang builds in under a second for the machine it
-runs on (``-march=native``), so wheels stay pure Python and nobody needs a build step; where no compiler is found
-the stem runs in PyTorch as before. The shared library is cached under ``$MRSYNTH_KERNEL_CACHE`` (default
+Why compile at run time: the kernel is a page of C that GCC builds in about a second for the machine it runs on,
+so wheels stay pure Python and nobody needs a build step; where no compiler is found the stem runs in PyTorch as
+before. The instruction set is ``-march=native`` unless ``MRSYNTH_CPU_ISA`` names another (``cpu_isa``); the
+kernel's tile shape follows from it. The shared library is cached under ``$MRSYNTH_KERNEL_CACHE`` (default
 ``~/.cache/mrsynth/kernels``), keyed by the source, the flags, the compiler and the CPU, written to a temporary
 file and renamed into place so concurrent first runs cannot load a half-written file.
 
@@ -10,7 +11,8 @@ Why OpenMP through ctypes works well with torch: the library asks for ``libgomp.
 the same soname) has already loaded, so the kernel runs on torch's own thread pool instead of competing with it.
 
 Inference only: the fused layer has no backward, so anything that needs gradients keeps the PyTorch stem.
-``MRSYNTH_CPU_KERNELS=off`` turns the kernel off (``auto``, the default, uses it where it applies).
+``MRSYNTH_CPU_KERNELS`` chooses between the two forms where the kernel applies: ``auto`` (default) times both once
+per layer shape and keeps the faster (``stem_dispatch``), ``on`` always runs the kernel, ``off`` never.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -33,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from mrsynth.errors import InputError
+from mrsynth.ops import cpu_isa
 
 SOURCE = Path(__file__).with_name("routing_stem.c")
 CACHE_ENV = "MRSYNTH_KERNEL_CACHE"
@@ -40,10 +43,10 @@ SWITCH_ENV = "MRSYNTH_CPU_KERNELS"
 # No -ffast-math: GCC links crtfastmath into shared objects with it, which flushes denormals for the whole
 # process. These flags allow just what the vectorised reductions need.
 CFLAGS = (
-    "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared",
+    "-O3", "-fopenmp", "-fPIC", "-shared",
     "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros", "-fassociative-math",
 )
-SWITCHES = ("auto", "off")
+SWITCHES = ("auto", "on", "off")
 SUPPORTED_GROUP_WIDTHS = (1, 2, 4, 8)  # and any multiple of 16
 
 _LOCK = threading.Lock()
@@ -76,20 +79,12 @@ def compiler() -> str | None:
     return next((found for name in ("cc", "gcc", "clang") if (found := shutil.which(name))), None)
 
 
-def _cpu_signature() -> str:
-    """What -march=native depends on: a cache shared by different machines must not mix their builds."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return f"{platform.machine()} {platform.processor()} {flags}"
-
-
-def _build(cc: str) -> Path:
+def _build(cc: str, flags: tuple[str, ...]) -> Path:
     """Compile the kernel into the cache (once per source, flags, compiler and CPU) and return the library."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False, timeout=60).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), *CFLAGS, cc, version, _cpu_signature()]).encode()).hexdigest()
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), *CFLAGS, *flags, cc, version, cpu_isa.cpu_signature()]).encode()
+    ).hexdigest()
     target = cache_dir() / f"routing_stem-{key[:16]}.so"
     if target.is_file():
         return target
@@ -98,7 +93,7 @@ def _build(cc: str) -> Path:
     os.close(handle)
     try:
         done = subprocess.run(
-            [cc, *CFLAGS, str(SOURCE), "-o", partial, "-lm"], capture_output=True, text=True, timeout=300
+            [cc, *CFLAGS, *flags, str(SOURCE), "-o", partial, "-lm"], capture_output=True, text=True, timeout=300
         )
         if done.returncode:
             last_line = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
@@ -110,36 +105,63 @@ def _build(cc: str) -> Path:
     return target
 
 
-@functools.lru_cache(maxsize=1)
-def _load() -> tuple[ctypes.CDLL | None, str]:
-    """(library or None, a line for ``mrsynth info`` saying which, or why not)."""
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A loaded build: the library (None where it could not be had), its file, the tile variant it was compiled
+    with (``avx512``, ``avx2`` or ``portable``, as the C source reports it) and a line for ``mrsynth info``."""
+
+    library: ctypes.CDLL | None
+    path: Path | None
+    isa: str | None
+    detail: str
+
+
+@functools.lru_cache(maxsize=None)
+def load(isa: str = "native") -> Kernel:
+    """Build (or find in the cache) and load the kernel for ``isa``, one of ``cpu_isa.ISAS``."""
     if not SOURCE.is_file():
-        return None, f"{SOURCE.name} is missing from the installation"
+        return Kernel(None, None, None, f"{SOURCE.name} is missing from the installation")
+    flags = cpu_isa.march_flags(isa)
+    if isinstance(flags, str):
+        return Kernel(None, None, None, flags)
     cc = compiler()
     if cc is None:
-        return None, "no C compiler (cc, gcc or clang) on PATH; set CC"
+        return Kernel(None, None, None, "no C compiler (cc, gcc or clang) on PATH; set CC")
     try:
         with _LOCK:
-            path = _build(cc)
+            path = _build(cc, flags)
             library = ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        return None, f"could not build the kernel: {error}"
+        return Kernel(None, None, None, f"could not build the kernel: {error}")
     function = library.routing_stem_layer
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     function.argtypes = [pointer, *[integer] * 5, *[pointer] * 4, ctypes.c_float, pointer, pointer, integer]
     function.restype = integer
-    return library, f"built with {Path(cc).name} into {path}"
+    library.routing_stem_isa.restype = ctypes.c_char_p
+    built = library.routing_stem_isa().decode()
+    return Kernel(library, path, built, f"{built} tiles ({' '.join(flags) or 'default target'}), built with "
+                  f"{Path(cc).name} into {path}")
+
+
+def switch() -> str:
+    """``$MRSYNTH_CPU_KERNELS`` (``auto`` when unset); an unknown value is the user's error."""
+    value = os.environ.get(SWITCH_ENV, "auto").strip().lower() or "auto"
+    if value not in SWITCHES:
+        raise InputError(SWITCH_ENV, f"unknown value {value!r}", f"choose one of {', '.join(SWITCHES)}")
+    return value
+
+
+def active_kernel() -> Kernel:
+    """The build this process uses: the one ``MRSYNTH_CPU_ISA`` asks for."""
+    return load(cpu_isa.requested_isa())
 
 
 def status() -> tuple[bool, str]:
-    """(usable, detail) for reports: whether the fused stem runs here, and why not."""
-    switch = os.environ.get(SWITCH_ENV, "auto").strip().lower() or "auto"
-    if switch not in SWITCHES:
-        raise InputError(SWITCH_ENV, f"unknown value {switch!r}", f"choose one of {', '.join(SWITCHES)}")
-    if switch == "off":
+    """(usable, detail) for reports: whether the fused stem may run here, and why not."""
+    if switch() == "off":
         return False, f"turned off by {SWITCH_ENV}=off"
-    library, detail = _load()
-    return library is not None, detail
+    kernel = active_kernel()
+    return kernel.library is not None, kernel.detail
 
 
 def applies(stem: nn.Sequential, x: Tensor, norm_type: type[nn.Module]) -> bool:
@@ -173,9 +195,8 @@ def pack_weight(conv: nn.Conv2d) -> Tensor:
     return conv.weight.detach().reshape(channels // lanes, lanes, width, 9).permute(0, 3, 2, 1).contiguous()
 
 
-def _layer(x_nhwc: Tensor, conv: nn.Conv2d, norm: nn.Module, pooled: bool) -> Tensor:
+def _layer(library: ctypes.CDLL, x_nhwc: Tensor, conv: nn.Conv2d, norm: nn.Module, pooled: bool) -> Tensor:
     """One fused layer: (B, H, W, C) -> the next (B, H, W, C), or with ``pooled`` the (B, C) spatial means."""
-    library, _ = _load()
     batch, height, width, channels = x_nhwc.shape
     packed = pack_weight(conv)
     # Bound to names so that every buffer whose address the kernel gets outlives the call.
@@ -196,12 +217,14 @@ def _layer(x_nhwc: Tensor, conv: nn.Conv2d, norm: nn.Module, pooled: bool) -> Te
     return out
 
 
-def fused_stem_features(stem: nn.Sequential, x: Tensor) -> Tensor:
-    """``stem(x).mean(dim=(2, 3))`` through the fused kernel; check :func:`applies` first."""
+def fused_stem_features(stem: nn.Sequential, x: Tensor, kernel: Kernel | None = None) -> Tensor:
+    """``stem(x).mean(dim=(2, 3))`` through the fused kernel (``kernel``, default the active build); check
+    :func:`applies` first."""
+    library = (kernel or active_kernel()).library
     # Named for torch.profiler, which does not see inside a ctypes call (benchmarks/cagr_breakdown.py reads it).
     with torch.profiler.record_function("mrsynth::fused_routing_stem"):
         hidden = x.permute(0, 2, 3, 1).contiguous()  # a free view when x is channels-last
         layers = list(zip(stem[0::3], stem[1::3]))
         for index, (conv, norm) in enumerate(layers):
-            hidden = _layer(hidden, conv, norm, pooled=index == len(layers) - 1)
+            hidden = _layer(library, hidden, conv, norm, pooled=index == len(layers) - 1)
     return hidden

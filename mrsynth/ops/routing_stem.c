@@ -13,17 +13,57 @@
  * (b * H + y) are split across OpenMP threads; the caller passes torch's thread count.
  *
  * Built by mrsynth/ops/cpu_stem.py with GCC vector extensions (no intrinsics), so it compiles for any target GCC
- * and Clang know; -march=native picks the widest instructions the machine has.
+ * knows; the -march the loader passes picks the instructions, and the constants below pick the tile for them.
+ *
+ * Tile shape per instruction set. The accumulators of one pass over the taps must stay in registers: on AVX2's 16
+ * ymm registers, a tile of 8 pixels x 16 channels (16 registers of accumulators alone) spills, where AVX-512's 32
+ * zmm registers hold it as 8. So each ISA names its native vector width and how many registers its accumulators
+ * may take, and a tile's pixels are covered in passes of PASS_PX(lanes) pixels. Groups of 8 channels use the
+ * in-register shuffle only on AVX-512, whose 32 registers keep the 8 permutation indices; elsewhere they broadcast
+ * each input from memory, as wider groups always do. "portable" is NEON on aarch64 (32 128-bit registers) and
+ * SSE2 or any other target (16 or fewer).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v8 __attribute__((vector_size(32), aligned(4)));
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int v8i __attribute__((vector_size(32)));
+#if defined(__AVX512F__)
+#define KERNEL_ISA "avx512"
+#define VECTOR_LANES 16
+#define ACC_REGISTERS 8
+#define SHUFFLE_MAX_CG 8
+#elif defined(__AVX2__) && defined(__FMA__)
+#define KERNEL_ISA "avx2"
+#define VECTOR_LANES 8
+#define ACC_REGISTERS 8
+#define SHUFFLE_MAX_CG 4
+#elif defined(__aarch64__)
+#define KERNEL_ISA "portable"
+#define VECTOR_LANES 4
+#define ACC_REGISTERS 16
+#define SHUFFLE_MAX_CG 4
+#else
+#define KERNEL_ISA "portable"
+#define VECTOR_LANES 4
+#define ACC_REGISTERS 8
+#define SHUFFLE_MAX_CG 4
+#endif
 
-#define PX 8 /* pixels per register tile */
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32)));
+/* The convolution's accumulators are arrays of native vectors only: GCC lowers a vector wider than the hardware's
+ * (16 floats on AVX2, 8 on NEON) through the stack when it sits in an array, which is what made AVX2 slow. */
+typedef float vec __attribute__((vector_size(4 * VECTOR_LANES), aligned(4)));
+#define SHUFFLE_LANES (VECTOR_LANES < 8 ? VECTOR_LANES : 8) /* a group of <= 4 never straddles 4 lanes */
+typedef float vsh __attribute__((vector_size(4 * SHUFFLE_LANES), aligned(4)));
+typedef int vshi __attribute__((vector_size(4 * SHUFFLE_LANES)));
+
+#define PX 8 /* pixels per tile (LayerNorm reduces the sums of 8 pixels at once) */
+/* Pixels per pass over the taps: as many as the register budget holds accumulators of `lanes` channels for. */
+#define PASS_PX(lanes) (ACC_REGISTERS * VECTOR_LANES / (lanes) < PX ? ACC_REGISTERS * VECTOR_LANES / (lanes) : PX)
+
+/* Which tile constants this library was built with, for the loader's report and its tests. */
+const char *routing_stem_isa(void) { return KERNEL_ISA; }
 
 static inline v8 splat(float s) { return (v8){s, s, s, s, s, s, s, s}; }
 static inline v8i bits_of(v8 v) { v8i b; memcpy(&b, &v, sizeof b); return b; }
@@ -62,46 +102,117 @@ static inline v8 gelu(v8 x) {
     return 0.5f * x * (1.0f + from_bits(bits_of(erf_abs) ^ sign));
 }
 
-/* Groups of CG <= 8 channels, 8 output channels per block: the block's outputs read the block's own 8 input
- * channels, so one load per pixel and tap serves all of them, and input k of each group is moved under that
- * group's outputs by an in-register shuffle: no multiply-add is spent on the zeros between groups.
- * rows[dy] points at pixel x0 - 1 of input row y + dy - 1 (NULL above or below the image). */
+/* Groups of CG <= SHUFFLE_MAX_CG channels, 8 output channels per block: the block's outputs read the block's own 8
+ * input channels, so one load per pixel and tap serves all of them, and input k of each group is moved under that
+ * group's outputs by an in-register shuffle: no multiply-add is spent on the zeros between groups. For CG <= 4 the
+ * shuffle stays within 128-bit halves (an immediate-operand permute on x86, a lane duplicate or transpose on NEON).
+ * rows[dy] points at pixel x0 - 1 of input row y + dy - 1 (NULL above or below the image); the pass covers
+ * pixels p0 .. p0 + PASS_PX(8) - 1 of the tile. */
 #define DEFINE_SHUFFLE(CG)                                                                                     \
-    static void taps_shuffle_##CG(const float *const rows[3], size_t stride, const float *w, v8 acc[PX]) {     \
-        const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};                                                             \
+    static void taps_shuffle_##CG(const float *const rows[3], size_t stride, const float *w, int p0,           \
+                                  vsh acc[PASS_PX(8)][8 / SHUFFLE_LANES]) {                                    \
+        const vshi lane = SHUFFLE_LANE_INDICES;                                                                \
         for (int dy = 0; dy < 3; dy++) {                                                                       \
             if (!rows[dy]) continue;                                                                           \
             for (int dx = 0; dx < 3; dx++) {                                                                   \
-                const float *xp = rows[dy] + dx * stride;                                                      \
+                const float *xp = rows[dy] + (dx + p0) * stride;                                               \
                 const float *wt = w + (dy * 3 + dx) * CG * 8;                                                  \
-                _Pragma("GCC unroll 8") for (int p = 0; p < PX; p++) {                                         \
-                    const v8 xv = *(const v8 *)(xp + p * stride);                                              \
-                    _Pragma("GCC unroll 8") for (int k = 0; k < CG; k++) {                                     \
-                        acc[p] += *(const v8 *)(wt + k * 8) * __builtin_shuffle(xv, lane / CG * CG + k);       \
+                _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(8); p++) {                                 \
+                    _Pragma("GCC unroll 2") for (int h = 0; h < 8 / SHUFFLE_LANES; h++) {                      \
+                        const vsh xv = *(const vsh *)(xp + p * stride + h * SHUFFLE_LANES);                    \
+                        _Pragma("GCC unroll 8") for (int k = 0; k < CG; k++) {                                 \
+                            acc[p][h] += *(const vsh *)(wt + k * 8 + h * SHUFFLE_LANES)                        \
+                                         * __builtin_shuffle(xv, lane / CG * CG + k);                          \
+                        }                                                                                      \
                     }                                                                                          \
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
     }
+#if SHUFFLE_LANES == 8
+#define SHUFFLE_LANE_INDICES {0, 1, 2, 3, 4, 5, 6, 7}
+#else
+#define SHUFFLE_LANE_INDICES {0, 1, 2, 3}
+#endif
 DEFINE_SHUFFLE(1)
 DEFINE_SHUFFLE(2)
 DEFINE_SHUFFLE(4)
+#if SHUFFLE_MAX_CG >= 8
 DEFINE_SHUFFLE(8)
+#endif
 
-/* Groups of 16 or more channels, 16 output channels per block (all in one group): each input value is broadcast
- * against a 16-wide weight vector, so one load feeds 16 multiply-adds (a stand-alone test of this loop, convolution
- * only, ran at about 108 GFLOP/s on one core of the development machine with 32 channels per group). */
-static void taps_broadcast(int cg, const float *const rows[3], size_t stride, const float *w, v16 acc[PX]) {
-    for (int dy = 0; dy < 3; dy++) {
-        if (!rows[dy]) continue;
-        for (int dx = 0; dx < 3; dx++) {
-            const float *xp = rows[dy] + dx * stride;
-            const float *wt = w + (size_t)(dy * 3 + dx) * cg * 16;
-            for (int k = 0; k < cg; k++) {
-                const v16 wk = *(const v16 *)(wt + k * 16);
-                _Pragma("GCC unroll 8") for (int p = 0; p < PX; p++) acc[p] += wk * xp[p * stride + k];
-            }
+/* Groups of cg > SHUFFLE_MAX_CG channels, OB (8 or 16) output channels per block, all in one group: each input
+ * value is broadcast against the block's OB weights (OB / VECTOR_LANES native vectors), so one load feeds OB
+ * multiply-adds per pixel (a stand-alone test of the 16-wide loop, convolution only, ran at about 108 GFLOP/s on
+ * one AVX-512 core of the development machine with 32 channels per group). The pass covers pixels
+ * p0 .. p0 + PASS_PX(OB) - 1 of the tile. */
+#define DEFINE_BROADCAST(OB)                                                                                   \
+    static void taps_broadcast_##OB(int cg, const float *const rows[3], size_t stride, const float *w, int p0, \
+                                    vec acc[PASS_PX(OB)][OB / VECTOR_LANES]) {                                 \
+        for (int dy = 0; dy < 3; dy++) {                                                                       \
+            if (!rows[dy]) continue;                                                                           \
+            for (int dx = 0; dx < 3; dx++) {                                                                   \
+                const float *xp = rows[dy] + (dx + p0) * stride;                                               \
+                const float *wt = w + (size_t)(dy * 3 + dx) * cg * OB;                                         \
+                for (int k = 0; k < cg; k++) {                                                                 \
+                    vec wk[OB / VECTOR_LANES];                                                                 \
+                    for (int j = 0; j < OB / VECTOR_LANES; j++)                                                \
+                        wk[j] = *(const vec *)(wt + k * OB + j * VECTOR_LANES);                                \
+                    _Pragma("GCC unroll 8") for (int p = 0; p < PASS_PX(OB); p++) {                            \
+                        const float xs = xp[p * stride + k];                                                   \
+                        _Pragma("GCC unroll 4") for (int j = 0; j < OB / VECTOR_LANES; j++) acc[p][j] += wk[j] * xs; \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+#if SHUFFLE_MAX_CG < 8
+DEFINE_BROADCAST(8)
+#endif
+DEFINE_BROADCAST(16)
+
+/* The broadcast form's passes over the tile's pixels 0 .. npx - 1 for OB output channels, bias first. */
+#define BROADCAST_PASSES(OB)                                                                                   \
+    for (int p0 = 0; p0 < npx; p0 += PASS_PX(OB)) {                                                            \
+        vec acc[PASS_PX(OB)][OB / VECTOR_LANES];                                                               \
+        for (int p = 0; p < PASS_PX(OB); p++)                                                                  \
+            for (int j = 0; j < OB / VECTOR_LANES; j++) acc[p][j] = *(const vec *)(bias + j * VECTOR_LANES);   \
+        taps_broadcast_##OB(cg, rows, stride, w, p0, acc);                                                     \
+        for (int p = 0; p < PASS_PX(OB) && p0 + p < npx; p++)                                                  \
+            for (int j = 0; j < OB / VECTOR_LANES; j++)                                                        \
+                *(vec *)(tile + (p0 + p) * C + j * VECTOR_LANES) = acc[p][j];                                  \
+    }
+
+/* One block's convolution for the tile, pass by pass, with the bias, into the tile's pixels 0 .. npx - 1. */
+static void convolve_block(int cg, const float *const rows[3], size_t stride, const float *w, const float *bias,
+                           int npx, int C, float *tile) {
+    if (cg >= 16) {
+        BROADCAST_PASSES(16)
+        return;
+    }
+#if SHUFFLE_MAX_CG < 8
+    if (cg == 8) {
+        BROADCAST_PASSES(8)
+        return;
+    }
+#endif
+    for (int p0 = 0; p0 < npx; p0 += PASS_PX(8)) {
+        vsh acc[PASS_PX(8)][8 / SHUFFLE_LANES];
+        for (int p = 0; p < PASS_PX(8); p++)
+            for (int h = 0; h < 8 / SHUFFLE_LANES; h++) acc[p][h] = *(const vsh *)(bias + h * SHUFFLE_LANES);
+        switch (cg) {
+        case 1: taps_shuffle_1(rows, stride, w, p0, acc); break;
+        case 2: taps_shuffle_2(rows, stride, w, p0, acc); break;
+#if SHUFFLE_MAX_CG >= 8
+        case 4: taps_shuffle_4(rows, stride, w, p0, acc); break;
+        default: taps_shuffle_8(rows, stride, w, p0, acc); break;
+#else
+        default: taps_shuffle_4(rows, stride, w, p0, acc); break;
+#endif
         }
+        for (int p = 0; p < PASS_PX(8) && p0 + p < npx; p++)
+            for (int h = 0; h < 8 / SHUFFLE_LANES; h++)
+                *(vsh *)(tile + (p0 + p) * C + h * SHUFFLE_LANES) = acc[p][h];
     }
 }
 
@@ -199,23 +310,8 @@ int routing_stem_layer(const float *x, int B, int H, int W, int C, int cg, const
                     const int first = cg >= 16 ? blk * ob / cg * cg : blk * ob;
                     const float *rows[3];
                     const size_t stride = neighbourhood(image, H, W, C, y, x0, first, width, patch, rows);
-                    const float *w = packed + (size_t)blk * 9 * cg * ob;
-                    if (ob == 8) {
-                        v8 acc[PX];
-                        for (int p = 0; p < PX; p++) acc[p] = *(const v8 *)(bias + blk * 8);
-                        switch (cg) {
-                        case 1: taps_shuffle_1(rows, stride, w, acc); break;
-                        case 2: taps_shuffle_2(rows, stride, w, acc); break;
-                        case 4: taps_shuffle_4(rows, stride, w, acc); break;
-                        default: taps_shuffle_8(rows, stride, w, acc); break;
-                        }
-                        for (int p = 0; p < npx; p++) *(v8 *)(tile + p * C + blk * 8) = acc[p];
-                    } else {
-                        v16 acc[PX];
-                        for (int p = 0; p < PX; p++) acc[p] = *(const v16 *)(bias + blk * 16);
-                        taps_broadcast(cg, rows, stride, w, acc);
-                        for (int p = 0; p < npx; p++) *(v16 *)(tile + p * C + blk * 16) = acc[p];
-                    }
+                    convolve_block(cg, rows, stride, packed + (size_t)blk * 9 * cg * ob, bias + blk * ob, npx, C,
+                                   tile + blk * ob);
                 }
                 normalise_activate(tile, C, ln_w, ln_b, eps);
                 if (sums) {
