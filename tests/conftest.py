@@ -15,3 +15,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_kernel_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Compiled CPU kernels and their timed form choices go to a per-run folder, not the user's cache.
+
+    The dispatch keeps the form it timed per CPU and shape; a choice timed under a test run's load (or with an
+    injected delay) must never decide what the user's own inference runs later.
+    """
+    import os
+
+    previous = os.environ.get("MRSYNTH_KERNEL_CACHE")
+    os.environ["MRSYNTH_KERNEL_CACHE"] = str(tmp_path_factory.mktemp("kernel-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MRSYNTH_KERNEL_CACHE", None)
+    else:
+        os.environ["MRSYNTH_KERNEL_CACHE"] = previous
