@@ -156,7 +156,7 @@ class AugmentedPairs(Dataset):
         x = torch.as_tensor(x, dtype=torch.float32)
         y = torch.as_tensor(y, dtype=torch.float32)
         generator = sample_generator(self.seed, position)
-        if self.scale is not None or self.rotate > 0:  # without rotation, the draws of the zoom alone
+        if self.scale is not None or self.rotate > 0:  # rotation off draws no angle: the samples of the zoom alone
             factor = _uniform(generator, *self.scale) if self.scale is not None else 1.0
             degrees = _uniform(generator, -self.rotate, self.rotate) if self.rotate > 0 else 0.0
             moved = zoom_rotate(torch.cat([x, y]), factor, degrees)
