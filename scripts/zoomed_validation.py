@@ -1,13 +1,18 @@
-"""Validation slices zoomed out: how a model and the per-voxel regression cope with small cross-sections.
+"""Validation slices zoomed out or rotated: how a model and the per-voxel regression cope with small cross-sections
+and with heads turned in-plane.
 
 Why: a model trained on a slab of mid-head slices is scored, at test time, on slices up to the vertex, where the
 head shrinks to a small disc in a wide field of view. That regime can be reproduced without touching the test
 slices: zoom held-out slices of the training subject out about their centre (bilinear, border fill, inputs and
 target alike) and score the model and the quadratic regression (fitted on the training slices) at each zoom.
+Raw heads also lie turned in the scanner's plane, unlike atlas-aligned training volumes: ``--angles`` rotates the
+same slices in the zoom's single resampling (every angle at every zoom), so rotation robustness is measured on
+validation slices as well.
 Metrics are those of ``mrsynth.metrics`` over the scan's own slice, without the store's zero padding.
 
     python scripts/zoomed_validation.py --data pd_store --scenario t1,t2->pd --fit-slices 0:30 \
         --val-slices 30:45 --checkpoint run_A/last.safetensors --checkpoint run_B/last.safetensors
+    python scripts/zoomed_validation.py ... --scales 1 --angles 0,10,20,30
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from regression_baseline import features  # noqa: E402  (the quadratic terms of the data README's baseline)
 
 DEFAULT_SCALES = "1,0.8,0.6,0.45,0.3"
+DEFAULT_ANGLES = "0"
 
 
 def unpadded(store, subject: str) -> tuple[np.ndarray, list[int]]:
@@ -36,14 +42,24 @@ def unpadded(store, subject: str) -> tuple[np.ndarray, list[int]]:
     return slices[:, :, rows, cols], store.slice_indices(subject)
 
 
-def zoom_out(stack: np.ndarray, factor: float) -> np.ndarray:
-    """(N, C, Y, X) scaled about the slice centre by ``factor`` in the training zoom's geometry; outside the scan
-    the border value continues (the scan's own background, unlike the augmentation's estimated level)."""
+def zoom_out(stack: np.ndarray, factor: float, degrees: float = 0.0) -> np.ndarray:
+    """(N, C, Y, X) scaled by ``factor`` and rotated by ``degrees`` (counter-clockwise as displayed) about the slice
+    centre in the training augmentation's geometry; outside the scan the border value continues (the scan's own
+    background, unlike the augmentation's estimated level)."""
     import torch
 
-    from mrsynth.training.augment import resample, zoom_matrix
+    from mrsynth.training.augment import resample, zoom_rotate_matrix
 
-    return resample(torch.from_numpy(stack), zoom_matrix(factor), "border").numpy()
+    theta = zoom_rotate_matrix(factor, degrees, *stack.shape[-2:])
+    return resample(torch.from_numpy(stack), theta, "border").numpy()
+
+
+def numbers(text: str) -> list[float]:
+    """``1,0.5`` -> [1.0, 0.5] (argparse turns the error into one usage line naming the option)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def predict(model, x: np.ndarray, window_size: tuple[int, int], tta: bool = False) -> np.ndarray:
@@ -80,7 +96,9 @@ def main() -> None:
     parser.add_argument("--fit-slices", required=True, help="axial indices the regression is fitted on (A:B)")
     parser.add_argument("--val-slices", required=True, help="axial indices that are zoomed and scored (A:B)")
     parser.add_argument("--checkpoint", action="append", default=[], help="a model to score (repeatable)")
-    parser.add_argument("--scales", default=DEFAULT_SCALES)
+    parser.add_argument("--scales", type=numbers, default=DEFAULT_SCALES, help="zoom factors, comma-separated")
+    parser.add_argument("--angles", type=numbers, default=DEFAULT_ANGLES,
+                        help="in-plane rotations in degrees, comma-separated (positive: counter-clockwise as displayed)")
     parser.add_argument("--tta", action="store_true", help="also score each model with left-right mirror averaging")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
@@ -108,25 +126,25 @@ def main() -> None:
         variants += [(f"{name} --tta", model, True) for name, model in models.items()]
 
     rows = []
-    for scale in (float(s) for s in args.scales.split(",")):
-        zoomed = zoom_out(slices[val], scale)
+    for scale, angle in ((scale, angle) for scale in args.scales for angle in args.angles):
+        zoomed = zoom_out(slices[val], scale, angle)
         x, y = zoomed[:, :-1], zoomed[:, -1]
         predictions = {"regression": np.clip((features(x) @ coef).reshape(y.shape), 0.0, 1.0)}
         predictions.update({name: predict(model, x, store.slice_size, tta) for name, model, tta in variants})
         for name, prediction in predictions.items():
             summary = summarize(slice_metrics(prediction, y))
-            rows.append({"scale": scale, "model": name, "n_slices": int(len(y)),
+            rows.append({"scale": scale, "angle": angle, "model": name, "n_slices": int(len(y)),
                          **{m: summary[m]["mean"] for m in ("psnr", "ssim", "mae")}})
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return
     for row in rows:
-        print(f"zoom {row['scale']:.2f}  {row['model']:<40} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:6.2f} %  "
-              f"MAE {row['mae']:5.2f}")
+        print(f"zoom {row['scale']:.2f}  rotation {row['angle']:5.1f}  {row['model']:<40} PSNR {row['psnr']:6.2f} dB  "
+              f"SSIM {row['ssim']:6.2f} %  MAE {row['mae']:5.2f}")
     for name in ["regression", *(name for name, _, _ in variants)]:
         mean = np.mean([r["psnr"] for r in rows if r["model"] == name])
-        print(f"mean PSNR over the zooms  {name:<40} {mean:6.2f} dB")
+        print(f"mean PSNR over the zooms and angles  {name:<40} {mean:6.2f} dB")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from mrsynth.cli.app import app
 from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
 from mrsynth.models import CAGR, ModelConfig, build_model
 from mrsynth.training import TrainConfig, train
-from mrsynth.training.augment import AugmentedPairs, background_level, brain_crop_origin, zoom
+from mrsynth.training.augment import AugmentedPairs, background_level, brain_crop_origin, zoom_rotate
 from mrsynth.training.sampling import ShardedBatchSampler
 from mrsynth.training.state import load_state, save_state
 def phantom(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +145,7 @@ def test_zoom_matches_a_float64_reference_on_a_ramp() -> None:
     edge = torch.cat([ramp[0], ramp[-1], ramp[:, 0], ramp[:, -1]])
     assert abs(level - float(edge.median())) < 1e-6
     for factor in (0.45, 0.8, 1.3):
-        out = zoom(ramp[None].float(), factor)[0].double()
+        out = zoom_rotate(ramp[None].float(), factor)[0].double()
         src_rows = (height - 1) / 2 + (rows - (height - 1) / 2) / factor
         src_cols = (width - 1) / 2 + (cols - (width - 1) / 2) / factor
         reference = (a * src_rows / height + b * src_cols / width + c).expand(height, width)
@@ -183,12 +183,12 @@ def test_scale_augmentation_zooms_inputs_and_target_together() -> None:
 def test_zoom_fills_with_the_background_of_an_unstripped_scan() -> None:
     x = disc_slice(64, background=0.02, pad=3, seed=2)
     assert torch.allclose(background_level(x), torch.full((2,), 0.02))
-    small = zoom(x, 0.4)
+    small = zoom_rotate(x, 0.4)
     assert bool((small > 0.019).all())  # no zero frame: padding and uncovered field of view are air, not 0
     assert float((small[:, :10, :10] - 0.02).abs().max()) < 1e-6
     stripped = disc_slice(64, background=0.0, pad=3, seed=2)
     assert torch.equal(background_level(stripped), torch.zeros(2))
-    assert float(zoom(stripped, 0.4)[:, :10, :10].abs().max()) == 0.0
+    assert float(zoom_rotate(stripped, 0.4)[:, :10, :10].abs().max()) == 0.0
 
 
 def test_brain_crop_stays_on_the_brain() -> None:
@@ -226,7 +226,7 @@ def _tiny(arch: str = "agi-net") -> ModelConfig:
 
 
 def test_resume_after_interrupt_is_bitwise_identical(tmp_path: Path) -> None:
-    config = TrainConfig(framework="pix2pix", iters=6, batch_size=2, lr=1e-3, crop=24, shift_px=1.0, scale=(0.6, 1.1),
+    config = TrainConfig(framework="pix2pix", iters=6, batch_size=2, lr=1e-3, crop=24, shift_px=1.0, scale=(0.6, 1.1), rotate=20.0,
                          val_every=3, save_every=100, log_every=1, lr_schedule="cosine")
     data, val = PhantomPairs(6, 32, seed=0), PhantomPairs(2, 32, seed=1)
     straight = train(_tiny(), data, val, tmp_path / "a", config, phantom_metadata(), device="cpu")

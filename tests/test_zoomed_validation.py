@@ -57,6 +57,26 @@ def test_the_regression_stays_exact_at_every_zoom(store) -> None:
     assert all(r["n_slices"] == 8 and r["mae"] < 1e-3 for r in rows)  # MAE x100: exact up to float32
 
 
+def test_angles_rotate_inputs_and_target_alike(store) -> None:
+    """Every angle at every zoom; the linear target stays exactly predictable when inputs and target turn together,
+    and a half turn of a (non-square) slice is ``np.rot90(..., 2)``."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from zoomed_validation import unpadded, zoom_out
+
+    path, head = store
+    slices, _ = unpadded(SliceStore(path), "subj")
+    np.testing.assert_allclose(zoom_out(slices, 1.0, 180.0), np.rot90(slices, 2, axes=(2, 3)), rtol=5e-5, atol=0)
+    done = run_script("--data", str(path), "--scenario", "t1,t2->pd", "--fit-slices", "0:12", "--val-slices", "12:20",
+                      "--scales", "1,0.6", "--angles", "0,25,-40", "--threads", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["scale"], r["angle"]) for r in rows] == [(s, a) for s in (1.0, 0.6) for a in (0.0, 25.0, -40.0)]
+    assert all(r["model"] == "regression" and r["mae"] < 1e-3 for r in rows)
+    bad = run_script("--data", str(path), "--scenario", "t1,t2->pd", "--fit-slices", "0:12", "--val-slices", "12:20",
+                     "--angles", "0,ten")
+    assert bad.returncode == 2 and "--angles" in bad.stderr and "ten" in bad.stderr and not bad.stdout
+
+
 def test_overlapping_slices_are_refused(store) -> None:
     path, _ = store
     done = run_script("--data", str(path), "--scenario", "t1,t2->pd", "--fit-slices", "0:12", "--val-slices", "10:20")

@@ -32,6 +32,7 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "lr": ("train", "lr"), "lr_schedule": ("train", "lr_schedule"), "lambda_l1": ("train", "lambda_l1"),
     "seed": ("train", "seed"), "crop": ("train", "crop"), "no_flip": ("train", "flip"),
     "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"), "scale_aug": ("train", "scale"),
+    "rotate_aug": ("train", "rotate"),
     "amp": ("train", "amp"), "val_every": ("train", "val_every"), "save_every": ("train", "save_every"),
     "log_every": ("train", "log_every"), "select_metric": ("train", "select_metric"),
     "lambda_perc": ("train", "lambda_perc"), "vgg_layer": ("train", "vgg_layer"),
@@ -90,6 +91,7 @@ def train_command(
     shift_aug: float = typer.Option(0.0, "--shift-aug", help="Misalignment augmentation: shift one random input by up to PX px."),
     gamma_aug: float = typer.Option(0.0, "--gamma-aug", help="Intensity augmentation: each input ** gamma, |log gamma| <= G (0.3 = TorchIO's default)."),
     scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2); uncovered field of view takes the background level."),
+    rotate_aug: Optional[str] = typer.Option(None, "--rotate-aug", metavar="DEG", help="Rotation augmentation: rotate each slice in-plane by an angle drawn from [-DEG, DEG] degrees (0 to 180), in one resampling with --scale-aug; uncovered field of view takes the background level."),
     slice_range: Optional[str] = typer.Option(None, "--slice-range", help="Train only on axial indices A:B[,C:D] (e.g. 0:45)."),
     val_split: str = typer.Option("val", "--val-split", help="Store split used for validation."),
     val_slice_range: Optional[str] = typer.Option(None, "--val-slice-range", help="Validate only on axial indices A:B[,C:D]."),
@@ -136,7 +138,7 @@ def train_command(
         config = TrainConfig(
             framework=framework, iters=iters, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
             lambda_l1=lambda_l1, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
-            scale=_scale_range(scale_aug), amp=amp,
+            scale=_scale_range(scale_aug), rotate=_rotation(rotate_aug), amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
             lambda_perc=lambda_perc, vgg_layer=vgg_layer, vgg_weights=str(vgg_weights) if vgg_weights else None,
             max_missing=max_missing,
@@ -381,3 +383,21 @@ def _scale_range(text: str | None) -> tuple[float, float] | None:
     except ValueError:
         raise InputError("--scale-aug", f"expected LOW,HIGH (e.g. 0.3,1.2), got {text!r}") from None
     return low, high
+
+
+def _rotation(text: str | None) -> float:
+    """``DEG`` -> the rotation bound in degrees, 0 (off) when not given; a string option, so that a non-number gets
+    one error line naming the option like an out-of-range value does."""
+    from mrsynth.training.config import check_rotation
+
+    if text is None:
+        return 0.0
+    try:
+        degrees = float(text)
+    except ValueError:
+        raise InputError("--rotate-aug", f"expected a number of degrees (e.g. 15), got {text!r}") from None
+    try:
+        check_rotation(degrees)
+    except ValueError as exc:
+        raise InputError("--rotate-aug", str(exc)) from None
+    return degrees

@@ -1,5 +1,5 @@
-"""Training augmentation: in-plane zoom, brain-centred random crops, left-right flips, the misalignment shift and
-input gamma.
+"""Training augmentation: in-plane zoom and rotation, brain-centred random crops, left-right flips, the
+misalignment shift and input gamma.
 
 Every random choice for one sample comes from a generator seeded by (run seed, stream position) (see
 ``sampling.py``), so a sample looks the same whatever worker, rank or restart produces it.
@@ -7,6 +7,7 @@ Every random choice for one sample comes from a generator seeded by (run seed, s
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -70,16 +71,28 @@ def resample(stack: torch.Tensor, theta: list[list[float]], padding_mode: str = 
     """An (N, C, H, W) stack sampled bilinearly through the affine map ``theta`` (output to input, in
     ``F.affine_grid``'s [-1, 1] coordinates with pixel-centre geometry, ``align_corners=False``).
 
-    Why one function: the translation, the zoom and the zoomed validation slices must share one geometry.
+    Why one function: the translation, the zoom and rotation, and the zoomed or rotated validation slices must share
+    one geometry.
     """
     matrix = torch.tensor(theta, dtype=stack.dtype).expand(len(stack), 2, 3)
     grid = F.affine_grid(matrix, list(stack.shape), align_corners=False)
     return F.grid_sample(stack, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
-def zoom_matrix(factor: float) -> list[list[float]]:
-    """``theta`` of an in-plane scaling by ``factor`` about the image centre (for :func:`resample`)."""
-    return [[1.0 / factor, 0.0, 0.0], [0.0, 1.0 / factor, 0.0]]
+def zoom_rotate_matrix(factor: float, degrees: float, height: int, width: int) -> list[list[float]]:
+    """``theta`` (for :func:`resample`) of an in-plane scaling by ``factor`` and rotation by ``degrees`` about the
+    centre of a ``height`` x ``width`` image, composed into one affine so that the image is resampled once.
+
+    Direction: a positive angle turns the content counter-clockwise as the array is displayed (row 0 at the top,
+    column 0 on the left); 90 degrees is ``torch.rot90(image, 1, dims=(-2, -1))``.
+
+    Why the aspect terms: ``affine_grid`` scales each axis to [-1, 1], so a rotation of those coordinates would shear a
+    non-square slice; the matrix is the pixel-space rotation conjugated by that scaling, which keeps the head rigid.
+    At 0 degrees it is the plain zoom ``diag(1 / factor)``.
+    """
+    cos = math.cos(math.radians(degrees)) / factor
+    sin = math.sin(math.radians(degrees)) / factor
+    return [[cos, -sin * height / width, 0.0], [sin * width / height, cos, 0.0]]
 
 
 def translate(image: torch.Tensor, dy: float, dx: float) -> torch.Tensor:
@@ -106,20 +119,22 @@ def _edge_median(image: torch.Tensor, box: tuple[slice, slice] | None) -> torch.
     return ring.median(dim=1).values
 
 
-def zoom(image: torch.Tensor, factor: float) -> torch.Tensor:
-    """A (C, H, W) stack scaled in-plane by ``factor`` about its centre (bilinear). What lies outside the
-    non-zero box (a store's zero padding) and what the zoom uncovers take each channel's :func:`background_level`.
+def zoom_rotate(image: torch.Tensor, factor: float, degrees: float = 0.0) -> torch.Tensor:
+    """A (C, H, W) stack scaled in-plane by ``factor`` and rotated by ``degrees`` (counter-clockwise as displayed,
+    see :func:`zoom_rotate_matrix`) about its centre, in one bilinear pass. What lies outside the non-zero box (a
+    store's zero padding) and what the zoom or the rotation uncovers take each channel's :func:`background_level`.
 
     Why: axial slices shrink from the middle of the head to nothing at the vertex and the skull base, and a model
     trained on a slab of mid-head slices sees only large cross-sections; zooming out shows it small heads in a wide
-    field of view. Inputs and target go through one call, so they stay voxel-aligned.
+    field of view. Rotation: a raw head lies turned in the scanner's plane, unlike the atlas-aligned training
+    volumes. Inputs and target go through one call, so they stay voxel-aligned.
     """
     box = _nonzero_box(image)
     level = _edge_median(image, box)[:, None, None]
     offset = torch.zeros_like(image)
     if box is not None:
         offset[:, box[0], box[1]] = image[:, box[0], box[1]] - level
-    return level + resample(offset[None], zoom_matrix(factor))[0]
+    return level + resample(offset[None], zoom_rotate_matrix(factor, degrees, *image.shape[-2:]))[0]
 
 
 class AugmentedPairs(Dataset):
@@ -127,10 +142,10 @@ class AugmentedPairs(Dataset):
 
     def __init__(
         self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0,
-        gamma: float = 0.0, scale: tuple[float, float] | None = None,
+        gamma: float = 0.0, scale: tuple[float, float] | None = None, rotate: float = 0.0,
     ) -> None:
         self.base, self.seed, self.crop, self.flip, self.shift_px, self.gamma = base, seed, crop, flip, shift_px, gamma
-        self.scale = scale
+        self.scale, self.rotate = scale, rotate
 
     def __len__(self) -> int:
         return len(self.base)
@@ -141,9 +156,11 @@ class AugmentedPairs(Dataset):
         x = torch.as_tensor(x, dtype=torch.float32)
         y = torch.as_tensor(y, dtype=torch.float32)
         generator = sample_generator(self.seed, position)
-        if self.scale is not None:
-            zoomed = zoom(torch.cat([x, y]), _uniform(generator, *self.scale))
-            x, y = zoomed[: x.shape[0]], zoomed[x.shape[0] :]
+        if self.scale is not None or self.rotate > 0:  # rotation off draws no angle: the samples of the zoom alone
+            factor = _uniform(generator, *self.scale) if self.scale is not None else 1.0
+            degrees = _uniform(generator, -self.rotate, self.rotate) if self.rotate > 0 else 0.0
+            moved = zoom_rotate(torch.cat([x, y]), factor, degrees)
+            x, y = moved[: x.shape[0]], moved[x.shape[0] :]
         if self.crop is not None:
             top, left = brain_crop_origin(x, self.crop, generator)
             x = x[:, top : top + self.crop, left : left + self.crop]

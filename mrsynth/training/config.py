@@ -17,6 +17,12 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 SELECT_METRICS = ("psnr", "ssim", "mae")
 
 
+def check_rotation(degrees: float) -> None:
+    """The rotation augmentation's bound must lie in [0, 180] degrees (U(-180, 180) already covers every angle)."""
+    if not 0 <= degrees <= 180:
+        raise ValueError(f"rotation augmentation must be in [0, 180] degrees, got {degrees}")
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a run besides the data and the generator's architecture.
@@ -41,6 +47,7 @@ class TrainConfig:
     shift_px: float = 0.0  # misalignment augmentation: translate one random input by up to this many px
     gamma: float = 0.0  # input intensity augmentation: each input ** exp(U(-gamma, gamma)); 0 = off
     scale: tuple[float, float] | None = None  # in-plane zoom augmentation: factor ~ U(low, high); None = off
+    rotate: float = 0.0  # in-plane rotation augmentation: angle ~ U(-rotate, rotate) degrees; 0 = off
     amp: bool = False
     val_every: int = 1000
     save_every: int = 1000
@@ -77,6 +84,7 @@ class TrainConfig:
             self.scale = (float(self.scale[0]), float(self.scale[1]))  # a resume state stores a JSON list
             if not 0.1 <= self.scale[0] <= self.scale[1] <= 4:
                 raise ValueError(f"scale augmentation needs 0.1 <= low <= high <= 4, got {self.scale[0]},{self.scale[1]}")
+        check_rotation(self.rotate)
 
     @property
     def adam_betas(self) -> tuple[float, float]:
