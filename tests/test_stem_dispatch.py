@@ -19,7 +19,7 @@ from stem_helpers import RUNNABLE_ISAS, randomised_routing
 from synth_helpers import assert_one_error_line
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
-DELAY_S = 0.2  # added to one form's every call: far above either form's time on a 12x12 input, even on a busy CPU
+DELAY_S = 0.2  # added to one form's every call: far above either form's CPU time on a 12x12 input
 
 
 @pytest.fixture
@@ -35,11 +35,25 @@ def fresh_cache(tmp_path, monkeypatch):
     stem_dispatch._MEMORY.clear()
 
 
-def slowed(function, calls: list[str], name: str, delay: float):
-    """``function`` that records its calls under ``name`` and first sleeps ``delay`` seconds."""
+class DelayClock:
+    """The process's CPU time plus the delays injected so far: a timing clock that a busy machine cannot skew.
+
+    A wall clock would let another process's load make the fast form look slow; CPU time only counts this
+    process, and the injected delay is added to it instead of being slept.
+    """
+
+    def __init__(self) -> None:
+        self.injected = 0.0
+
+    def __call__(self) -> float:
+        return time.process_time() + self.injected
+
+
+def slowed(function, calls: list[str], name: str, delay: float, clock: DelayClock):
+    """``function`` that records its calls under ``name`` and first advances ``clock`` by ``delay`` seconds."""
     def wrapper(*args, **kwargs):
         calls.append(name)
-        time.sleep(delay)
+        clock.injected += delay
         return function(*args, **kwargs)
 
     return wrapper
@@ -71,10 +85,14 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 @pytest.mark.parametrize("slow", ["fused", "torch"])
 def test_auto_picks_the_faster_form_when_one_is_slowed_on_purpose(fresh_cache, monkeypatch, slow: str) -> None:
     calls: list[str] = []
+    clock = DelayClock()
+    timed = stem_dispatch.time_forms
+    monkeypatch.setattr(stem_dispatch, "time_forms", lambda forms, **kw: timed(forms, clock=clock, **kw))
     monkeypatch.setattr(stem_dispatch, "fused_stem_features",
-                        slowed(cpu_stem.fused_stem_features, calls, "fused", DELAY_S if slow == "fused" else 0))
+                        slowed(cpu_stem.fused_stem_features, calls, "fused", DELAY_S if slow == "fused" else 0, clock))
     monkeypatch.setattr(stem_dispatch, "torch_stem_features",
-                        slowed(stem_dispatch.torch_stem_features, calls, "torch", DELAY_S if slow == "torch" else 0))
+                        slowed(stem_dispatch.torch_stem_features, calls, "torch", DELAY_S if slow == "torch" else 0,
+                               clock))
     routing, x, reference = routing_and_input()
     got = features(routing, x)
     fast = "torch" if slow == "fused" else "fused"
@@ -149,9 +167,11 @@ def test_every_dispatch_path_is_honoured_and_matches_the_float64_stem(
     if isa != "native":
         assert cpu_stem.active_kernel().isa == isa  # the build MRSYNTH_CPU_ISA asks for is the one that runs
     calls: list[str] = []
-    monkeypatch.setattr(stem_dispatch, "fused_stem_features", slowed(cpu_stem.fused_stem_features, calls, "fused", 0))
+    clock = DelayClock()
+    monkeypatch.setattr(stem_dispatch, "fused_stem_features",
+                        slowed(cpu_stem.fused_stem_features, calls, "fused", 0, clock))
     monkeypatch.setattr(stem_dispatch, "torch_stem_features",
-                        slowed(stem_dispatch.torch_stem_features, calls, "torch", 0))
+                        slowed(stem_dispatch.torch_stem_features, calls, "torch", 0, clock))
     timings = {"fused": 1.0, "torch": 2.0} if chosen == "fused" else {"fused": 2.0, "torch": 1.0}
     monkeypatch.setattr(stem_dispatch, "time_forms", lambda forms, **k: timings)  # injected: no real timing
     routing, x, reference = routing_and_input(seed=5)
