@@ -60,6 +60,20 @@ def run_child(script: str, argv: list[str], setting: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run_settings(script: str, argv: list[str], isa: str) -> dict[str, dict]:
+    """Each setting ``--isa`` names, measured by ``script`` in its own child process: {setting: figures}."""
+    return {setting: run_child(script, argv, setting) for setting in chosen(isa)}
+
+
+def json_line(results: dict[str, dict], **extra: object) -> str:
+    """One JSON line: every setting's figures (``suffixed``), then ``extra`` (threads, repeats, versions)."""
+    line: dict = {}
+    for setting, figures in results.items():
+        line.update(suffixed(setting, figures))
+    line.update(extra)
+    return json.dumps(line)
+
+
 def suffixed(setting: str, figures: dict) -> dict:
     """The native setting's figures under their own names, the others' with ``_<setting>`` appended."""
     return dict(figures) if setting == "native" else {f"{key}_{setting}": value for key, value in figures.items()}

@@ -199,15 +199,12 @@ def main() -> None:
     if args.isa_child:
         print(json.dumps(measure(args)))
         return
-    results = {s: isa_settings.run_child(__file__, sys.argv[1:], s) for s in isa_settings.chosen(args.isa)}
+    results = isa_settings.run_settings(__file__, sys.argv[1:], args.isa)
     if args.json:
         import torch
 
-        line = {}
-        for setting, result in results.items():
-            line.update(isa_settings.suffixed(setting, result))
-        line.update(threads=args.threads, repeats=args.repeats, torch=torch.__version__, machine=platform.machine())
-        print(json.dumps(line))
+        print(isa_settings.json_line(results, threads=args.threads, repeats=args.repeats, torch=torch.__version__,
+                                     machine=platform.machine()))
         return
     for setting, result in results.items():
         print_result(setting, result, args.threads)

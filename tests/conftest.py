@@ -33,3 +33,18 @@ def private_kernel_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("MRSYNTH_KERNEL_CACHE", None)
     else:
         os.environ["MRSYNTH_KERNEL_CACHE"] = previous
+
+
+@pytest.fixture
+def fresh_kernel_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A private kernel and choices cache, the CPU-kernel switches at their defaults, nothing remembered in-process."""
+    from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
+
+    monkeypatch.setenv(cpu_stem.CACHE_ENV, str(tmp_path))
+    monkeypatch.delenv(cpu_stem.SWITCH_ENV, raising=False)
+    monkeypatch.delenv(cpu_isa.ISA_ENV, raising=False)
+    cpu_stem.load.cache_clear()
+    stem_dispatch._MEMORY.clear()
+    yield tmp_path
+    cpu_stem.load.cache_clear()
+    stem_dispatch._MEMORY.clear()

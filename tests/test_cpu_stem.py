@@ -8,23 +8,10 @@ import torch
 
 from mrsynth.models import cagr
 from mrsynth.models.cagr import ChannelLayerNorm, RoutingFunction
-from mrsynth.ops import cpu_isa, cpu_stem, stem_dispatch
+from mrsynth.ops import cpu_isa, cpu_stem
 from stem_helpers import RUNNABLE_ISAS, randomised_routing
 
 needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C compiler on PATH")
-
-
-@pytest.fixture
-def fresh_build(tmp_path, monkeypatch):
-    """A private kernel cache and a cleared in-process library, restored afterwards."""
-    monkeypatch.setenv(cpu_stem.CACHE_ENV, str(tmp_path))
-    monkeypatch.delenv(cpu_stem.SWITCH_ENV, raising=False)
-    monkeypatch.delenv(cpu_isa.ISA_ENV, raising=False)
-    cpu_stem.load.cache_clear()
-    stem_dispatch._MEMORY.clear()
-    yield tmp_path
-    cpu_stem.load.cache_clear()
-    stem_dispatch._MEMORY.clear()
 
 
 @needs_compiler
@@ -48,7 +35,7 @@ def test_fused_stem_matches_float64_stem(channels: int, groups: int, height: int
 
 
 @needs_compiler
-def test_each_variant_builds_the_tiles_it_names(fresh_build) -> None:
+def test_each_variant_builds_the_tiles_it_names(fresh_kernel_cache) -> None:
     built = {isa: cpu_stem.load(isa).isa for isa in RUNNABLE_ISAS}
     assert built["portable"] == "portable"
     if "avx2" in built:
@@ -103,18 +90,18 @@ def test_switch_turns_the_kernel_off(monkeypatch) -> None:
 
 
 @needs_compiler
-def test_build_is_cached_and_written_atomically(fresh_build) -> None:
+def test_build_is_cached_and_written_atomically(fresh_kernel_cache) -> None:
     usable, detail = cpu_stem.status()
     assert usable, detail
-    built = list(fresh_build.iterdir())
+    built = list(fresh_kernel_cache.iterdir())
     assert len(built) == 1 and built[0].suffix == ".so" and str(built[0]) in detail
     stamp = built[0].stat().st_mtime_ns
     cpu_stem.load.cache_clear()
     assert cpu_stem.status()[0]
-    assert list(fresh_build.iterdir()) == built and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert list(fresh_kernel_cache.iterdir()) == built and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
 
 
-def test_without_a_compiler_the_stem_runs_in_pytorch(fresh_build, monkeypatch) -> None:
+def test_without_a_compiler_the_stem_runs_in_pytorch(fresh_kernel_cache, monkeypatch) -> None:
     monkeypatch.setenv("CC", "no-such-compiler-mrsynth")
     usable, detail = cpu_stem.status()
     assert not usable and "compiler" in detail
@@ -123,17 +110,17 @@ def test_without_a_compiler_the_stem_runs_in_pytorch(fresh_build, monkeypatch) -
     with torch.no_grad():
         offsets, scale = routing(x)
     assert torch.isfinite(offsets).all() and torch.isfinite(scale).all()
-    assert not list(fresh_build.iterdir())
+    assert not list(fresh_kernel_cache.iterdir())
 
 
-def test_a_failing_compiler_is_reported_and_leaves_no_file(fresh_build, monkeypatch, tmp_path_factory) -> None:
+def test_a_failing_compiler_is_reported_and_leaves_no_file(fresh_kernel_cache, monkeypatch, tmp_path_factory) -> None:
     fake = tmp_path_factory.mktemp("bin") / "cc"
     fake.write_text("#!/bin/sh\necho 'error: this compiler always fails' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("CC", str(fake))
     usable, detail = cpu_stem.status()
     assert not usable and "always fails" in detail
-    assert not list(fresh_build.iterdir())
+    assert not list(fresh_kernel_cache.iterdir())
 
 
 def test_info_reports_the_kernel(monkeypatch) -> None:

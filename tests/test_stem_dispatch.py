@@ -22,19 +22,6 @@ needs_compiler = pytest.mark.skipif(cpu_stem.compiler() is None, reason="no C co
 DELAY_S = 0.2  # added to one form's every call: far above either form's CPU time on a 12x12 input
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    """A private kernel and choices cache, the switches at their defaults, nothing remembered in-process."""
-    monkeypatch.setenv(cpu_stem.CACHE_ENV, str(tmp_path))
-    monkeypatch.delenv(cpu_stem.SWITCH_ENV, raising=False)
-    monkeypatch.delenv(cpu_isa.ISA_ENV, raising=False)
-    cpu_stem.load.cache_clear()
-    stem_dispatch._MEMORY.clear()
-    yield tmp_path
-    cpu_stem.load.cache_clear()
-    stem_dispatch._MEMORY.clear()
-
-
 class DelayClock:
     """The process's CPU time plus the delays injected so far: a timing clock that a busy machine cannot skew.
 
@@ -83,7 +70,7 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 @needs_compiler
 @pytest.mark.parametrize("slow", ["fused", "torch"])
-def test_auto_picks_the_faster_form_when_one_is_slowed_on_purpose(fresh_cache, monkeypatch, slow: str) -> None:
+def test_auto_picks_the_faster_form_when_one_is_slowed_on_purpose(fresh_kernel_cache, monkeypatch, slow: str) -> None:
     calls: list[str] = []
     clock = DelayClock()
     timed = stem_dispatch.time_forms
@@ -126,7 +113,7 @@ def test_the_timing_runs_on_a_bounded_number_of_pixels() -> None:
 
 
 @needs_compiler
-def test_the_cache_key_changes_with_the_cpu_signature(fresh_cache, monkeypatch) -> None:
+def test_the_cache_key_changes_with_the_cpu_signature(fresh_kernel_cache, monkeypatch) -> None:
     kernel = cpu_stem.active_kernel()
     monkeypatch.setattr(cpu_isa, "cpu_signature", lambda: "x86_64 | Machine A | avx2 fma")
     key_a = stem_dispatch.signature_key(kernel, threads=2)
@@ -150,7 +137,7 @@ def test_the_cache_key_changes_with_the_cpu_signature(fresh_cache, monkeypatch) 
     monkeypatch.setattr(stem_dispatch, "time_forms", lambda forms, **k: timed.append(1) or {"fused": 1.0, "torch": 2.0})
     features(routing, x)
     assert timed == [1] and stem_dispatch.recorded_choices()[shape]["form"] == "fused"
-    saved = (fresh_cache / stem_dispatch.choices_file(kernel).name).read_text()
+    saved = (fresh_kernel_cache / stem_dispatch.choices_file(kernel).name).read_text()
     assert saved.count(shape) == 2 and saved.count('"form"') == 2  # both machines' choices kept in one file
 
 
@@ -160,7 +147,7 @@ def test_the_cache_key_changes_with_the_cpu_signature(fresh_cache, monkeypatch) 
 ])
 @pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 def test_every_dispatch_path_is_honoured_and_matches_the_float64_stem(
-    fresh_cache, monkeypatch, switch: str, chosen: str | None, ran: str, isa: str
+    fresh_kernel_cache, monkeypatch, switch: str, chosen: str | None, ran: str, isa: str
 ) -> None:
     monkeypatch.setenv(cpu_stem.SWITCH_ENV, switch)
     monkeypatch.setenv(cpu_isa.ISA_ENV, isa)
