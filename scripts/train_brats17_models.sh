@@ -54,7 +54,8 @@ wait
 # 6. ResUnet runs (the architecture validation preferred for (t1,t2)->flair), same recipe, under a rule fixed before
 #    their first validation (weights/cards/brats17-tiny.md, "Adoption rules"). (t1,t2,flair)->t1c beat the
 #    regression on validation and is bundled; (t2,flair)->t1 did not (23.17 against 23.19 dB). The two 3-input
-#    replacements ran 1500 iterations so that they ended inside one session.
+#    runs (1500 iterations, so that they ended inside one session) beat the AGI-Nets t13 and t23 on validation and
+#    replace them (those two runs stay above as the history of the retired models).
 run resunet "t2,flair->t1" t1-2in-res 2500 &
 run resunet "t1,t2,flair->t1c" t1c3-res 2500 &
 wait
@@ -68,9 +69,9 @@ import sys
 from mrsynth.checkpoint import load_checkpoint, save_checkpoint
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
-           "flair3": "agi-net-tiny-brats17-t1t1ct2-flair", "t13": "agi-net-tiny-brats17-t1ct2flair-t1",
-           "t2-2in": "agi-net-tiny-brats17-t1flair-t2", "t23": "agi-net-tiny-brats17-t1t1cflair-t2",
-           "t1c3-res": "resunet-tiny-brats17-t1t2flair-t1c"}
+           "flair3": "agi-net-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
+           "t1c3-res": "resunet-tiny-brats17-t1t2flair-t1c", "t13-res": "resunet-tiny-brats17-t1ct2flair-t1",
+           "t23-res": "resunet-tiny-brats17-t1t1cflair-t2"}
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")
     meta["training"].pop("store", None)
