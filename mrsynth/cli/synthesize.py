@@ -49,7 +49,8 @@ def synthesize_command(
     mask: Optional[Path] = typer.Option(None, "--mask", help="Brain mask of this subject (non-zero = brain; e.g. "
                                         "from HD-BET or SynthStrip), on any grid: resampled nearest-neighbour onto "
                                         "the reference; inputs and output are zeroed outside it. Batch mode: a "
-                                        "'mask' column of the CSV.", metavar="FILE"),
+                                        "'mask' column of the CSV, a <subject>*mask* file in --input-dir, a "
+                                        "desc-brain_mask file in --bids.", metavar="FILE"),
     skull_strip: bool = typer.Option(False, "--skull-strip", help="Compute the brain mask on the T1 with deepbet "
                                      "(pip install \"mrsynth\\[bet]\"); inputs and output are zeroed outside it."),
     n4: bool = typer.Option(False, "--n4", help="N4 bias-field correction (SimpleITK) of every input before "
@@ -98,7 +99,8 @@ def synthesize_command(
         if len(given) > 1:
             raise InputError("/".join(given), "give one of --batch, --input-dir and --bids", "not several")
         if mask is not None:
-            raise InputError("--mask", "is one subject's mask", "in batch mode give a 'mask' column in the --batch CSV")
+            raise InputError("--mask", "is one subject's mask", "in batch mode give a 'mask' column in the --batch "
+                                                                "CSV, or one mask file per subject (docs/synthesize.md)")
         if bids is not None and out_dir is None:
             raise InputError("--bids", "needs --out-dir for the derivative dataset", "e.g. --out-dir DATASET/derivatives/mrsynth")
         code = _run_batch(sources, out_dir, preview, options, parse_shard(shard), as_json, quiet)
@@ -182,7 +184,7 @@ def _run_batch(sources: dict[str, Optional[Path]], out_dir: Optional[Path], prev
                options: dict[str, Any], shard: Optional[tuple[int, int]], as_json: bool, quiet: bool) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from mrsynth.inference import synthesize_batch
+    from mrsynth.pipeline.batch import synthesize_batch
     from mrsynth.io.subjects import shard_subjects
 
     console = stderr_console(quiet)
@@ -191,10 +193,10 @@ def _run_batch(sources: dict[str, Optional[Path]], out_dir: Optional[Path], prev
     listed = len(subjects)
     if shard is not None:
         subjects = shard_subjects(subjects, *shard)
-    masked = next((s.name for s in subjects if s.mask is not None), None)
+    masked = next((s for s in subjects if s.mask is not None), None)
     if options["skull_strip"] and masked is not None:
-        raise InputError(source, f"gives a mask (subject {masked}) and --skull-strip is given too",
-                         "drop the 'mask' column or --skull-strip")
+        raise InputError(source, f"gives a brain mask (subject {masked.name}: {masked.mask}) and --skull-strip is "
+                                 "given too", "drop the masks or --skull-strip")
     groups = _group_by_target(subjects, options)
     bids = sources["--bids"]
     if bids is not None:
