@@ -1,5 +1,5 @@
-"""The input checks after reading: mix-ups that give a plausible but wrong synthesis, and scans that differ from
-the model's training data.
+"""The input checks: mix-ups that give a plausible but wrong synthesis, and scans that differ from the model's
+training data.
 
 Why separate from reading: these compare the scans with each other and with the checkpoint's metadata
 (``voxel_size_mm``, ``skull_stripped``), and except for one identical pair they only warn: the user may know
@@ -25,17 +25,9 @@ HEAD_MIN_LITRES = 3.0  # a head with skull and scalp has at least this much
 STRIPPED_MIN_BACKGROUND = 0.3  # skull stripping leaves exact zeros around the brain
 
 
-def input_mixups(volumes: Mapping[str, "sitk.Image"], labels: Mapping[str, str],
-                 skull_stripped: bool | None) -> list[str]:
-    """Two mix-ups that give a plausible-looking but wrong synthesis: two inputs with identical voxels (one file
-    copied under two names) is refused; a T1 and a T2 that look swapped earns a warning.
-
-    The swap test uses what distinguishes the two weightings in brain tissue, normalised by each scan's 99th
-    percentile: T1 is bright with a dark CSF tail (median of 0.64-0.82, negative skew on the 17 BraTS training
-    subjects), T2 dark with a bright CSF tail (median 0.27-0.50, skew +0.6 to +2.5). Both statistics must point
-    the other way before anything is said. Scans with skull and scalp do not follow these figures (two raw
-    clinical T1s had skew +0.9 and +2.1), so the test runs only for models trained on skull-stripped scans.
-    """
+def identical_inputs(volumes: Mapping[str, "sitk.Image"], labels: Mapping[str, str]) -> None:
+    """Refuse two inputs with identical voxels (one file copied under two names): the synthesis would look
+    plausible and be wrong."""
     import SimpleITK as sitk
 
     arrays = {c: sitk.GetArrayViewFromImage(image) for c, image in volumes.items()}
@@ -45,9 +37,23 @@ def input_mixups(volumes: Mapping[str, "sitk.Image"], labels: Mapping[str, str],
             if arrays[a].shape == arrays[b].shape and np.array_equal(arrays[a], arrays[b]):
                 raise InputError(labels[b], f"has exactly the voxels of {labels[a]} (--{a} and --{b})",
                                  "give each contrast its own scan")
-    if not skull_stripped or not {"t1", "t2"} <= set(arrays):
+
+
+def swapped_t1_t2(volumes: Mapping[str, "sitk.Image"], labels: Mapping[str, str]) -> list[str]:
+    """A warning when a T1 and a T2 of brain-only (skull-stripped or masked) scans look swapped.
+
+    The test uses what distinguishes the two weightings in brain tissue, normalised by each scan's 99th
+    percentile: T1 is bright with a dark CSF tail (median of 0.64-0.82, negative skew on the 17 BraTS training
+    subjects), T2 dark with a bright CSF tail (median 0.27-0.50, skew +0.6 to +2.5). Both statistics must point
+    the other way before anything is said. Scans with skull and scalp do not follow these figures (two raw
+    clinical T1s had skew +0.9 and +2.1; inside deepbet's mask the same T1s have -1.1 and -1.2), so the caller
+    runs it on stripped scans only: after the brain mask, or on the inputs of a model trained on stripped scans.
+    """
+    import SimpleITK as sitk
+
+    if not {"t1", "t2"} <= set(volumes):
         return []
-    t1, t2 = (_tissue_statistics(arrays[c]) for c in ("t1", "t2"))
+    t1, t2 = (_tissue_statistics(sitk.GetArrayViewFromImage(volumes[c])) for c in ("t1", "t2"))
     if t1[0] < t2[0] and t1[1] > t2[1]:
         return [f"{labels['t1']} (--t1) looks T2-weighted and {labels['t2']} (--t2) T1-weighted (median "
                 f"{t1[0]:.2f} vs {t2[0]:.2f}, skew {t1[1]:+.2f} vs {t2[1]:+.2f}); are --t1 and --t2 swapped?"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from mrsynth.pipeline.align import align
 from mrsynth.pipeline.brainmask import apply_mask, brain_mask
-from mrsynth.pipeline.checks import input_mixups, training_mismatch
+from mrsynth.pipeline.checks import identical_inputs, swapped_t1_t2, training_mismatch
 from mrsynth.pipeline.model import Progress, predict
 from mrsynth.pipeline.normalise import normalise
 from mrsynth.pipeline.read import intensity_reference, read_inputs
@@ -79,7 +79,10 @@ def run_pipeline(
                 if c not in model.inputs and c != reference and not (skull_strip and c == "t1")]
 
     volumes, read_warnings = read_inputs(named, request.wanted)
-    warnings += read_warnings + input_mixups(volumes, labels, model.metadata.get("skull_stripped"))
+    identical_inputs(volumes, labels)
+    warnings += read_warnings
+    if not masking and model.metadata.get("skull_stripped"):  # with a mask: judged on the brain, below
+        warnings += swapped_t1_t2(volumes, labels)
     stages = ["read"]
     for contrast in model.inputs:
         warnings += training_mismatch(volumes[contrast], model.metadata, labels[contrast], check_skull=not masking)
@@ -92,6 +95,7 @@ def run_pipeline(
     if masking:
         brain = brain_mask(request.mask, aligned, volumes[reference], labels, model.device)
         aligned = {c: apply_mask(image, brain) for c, image in aligned.items()}
+        warnings += swapped_t1_t2(aligned, labels)
         stages.append("mask")
 
     if n4:
