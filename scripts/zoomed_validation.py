@@ -67,7 +67,8 @@ def predict(model, x: np.ndarray, window_size: tuple[int, int], tta: bool = Fals
     (``tta``: with its left-right mirror averaging, ``mrsynth synthesize --tta``)."""
     import torch
 
-    from mrsynth.inference import SliceWindow, mirrored_mean
+    from mrsynth.pipeline.model import mirrored_mean
+    from mrsynth.pipeline.slices import SliceWindow
 
     def forward(batch: torch.Tensor) -> np.ndarray:
         return model(batch)[:, 0].clamp(0.0, 1.0).numpy()

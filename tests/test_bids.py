@@ -195,6 +195,24 @@ def test_sidecar_records_model_and_sources_that_resolve(dataset: Path) -> None:
     assert json.loads(sidecar.read_text())["mrsynth"]["Model"] == "other"
 
 
+def test_a_brain_mask_in_anat_is_the_subjects_mask_and_a_source_of_the_derivative(dataset: Path) -> None:
+    anat = dataset / "sub-01" / "ses-02" / "anat"
+    _volume(anat / "sub-01_ses-02_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz", 7)  # a template's grid
+    assert _by_name(find_bids_subjects(dataset))["sub-01_ses-02"].mask is None
+    plain = _volume(anat / "sub-01_ses-02_desc-brain_mask.nii.gz", 8)
+    _volume(anat / "sub-01_ses-02_acq-hdbet_desc-brain_mask.nii.gz", 9)
+    subjects = _by_name(find_bids_subjects(dataset))
+    subject = subjects["sub-01_ses-02"]
+    assert subject.mask == plain and "mask" not in " ".join(p.name for p in subject.inputs.values())
+    assert any("2 brain masks, using sub-01_ses-02_desc-brain_mask.nii.gz" in w for w in subject.warnings)
+    assert subjects["sub-01_ses-01"].mask is None and subjects["sub-02"].mask is None
+    output = derivative_output(dataset / "derivatives" / "mrsynth", subject, "flair")
+    output.parent.mkdir(parents=True)
+    sidecar = write_sidecar(output, subject, dataset, "agi-ixi", "ab" * 32, SCENARIO)
+    assert json.loads(sidecar.read_text())["Sources"][-1] == \
+        "bids:raw:sub-01/ses-02/anat/sub-01_ses-02_desc-brain_mask.nii.gz"
+
+
 def test_sidecar_refuses_a_scenario_the_subject_cannot_feed(dataset: Path, tmp_path: Path) -> None:
     subject = _by_name(find_bids_subjects(dataset))["sub-02"]  # no flair, no t1c
     with pytest.raises(InputError, match="t1c"):

@@ -14,7 +14,10 @@ from synth_helpers import DEMO_T1, DEMO_T2, assert_same_header, checkpoint, crop
 
 from mrsynth.data.normalization import normalize
 from mrsynth.errors import InputError
-from mrsynth.inference import SliceWindow, Synthesizer, mirrored_mean, synthesize, training_mismatch
+from mrsynth.inference import Synthesizer, synthesize
+from mrsynth.pipeline.checks import training_mismatch
+from mrsynth.pipeline.model import mirrored_mean
+from mrsynth.pipeline.slices import SliceWindow
 from mrsynth.io import read_volume, resample_to
 
 

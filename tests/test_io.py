@@ -314,3 +314,21 @@ def test_folder_layouts_are_recognised(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no scans with recognised names"):
         find_subjects(tmp_path / "empty")
+
+
+def test_a_folder_gives_each_subject_the_mask_file_named_after_it(tmp_path):
+    names = ["c1/c1-t1n.nii.gz", "c1/c1-t2w.nii.gz", "c1/c1-mask.nii.gz", "c10-t1n.nii.gz", "c10_brainmask.nii.gz",
+             "sub-01_T1w.nii.gz", "sub-01_ses-2_T1w.nii.gz", "sub-01_ses-2_desc-brain_mask.nii.gz",
+             "other_mask.nii.gz"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = {s.name: s for s in find_subjects(tmp_path)}
+    assert {name: s.mask for name, s in found.items()} == {
+        "c1": tmp_path / "c1/c1-mask.nii.gz", "c10": tmp_path / "c10_brainmask.nii.gz", "sub-01": None,
+        "sub-01_ses-2": tmp_path / "sub-01_ses-2_desc-brain_mask.nii.gz"}  # the longest subject name claims it
+    assert all("mask" not in path.name for s in found.values() for path in s.inputs.values())
+    (tmp_path / "c1" / "c1_brain_mask.nii.gz").write_bytes(b"x")
+    with pytest.raises(InputError, match="second brain mask for subject c1") as caught:
+        find_subjects(tmp_path)
+    assert caught.value.source == str(tmp_path / "c1" / "c1_brain_mask.nii.gz")

@@ -27,6 +27,7 @@ RAW_LINK = "raw"  # the DatasetLinks name that Sources URIs use for the input da
 SUFFIX_CONTRAST = {"T1w": "t1", "T2w": "t2", "FLAIR": "flair", "PDw": "pd", "PD": "pd"}  # PD: deprecated spelling
 TARGET_NAMING = {"t1": ("", "T1w"), "t1c": ("_ce-gadolinium", "T1w"), "t2": ("", "T2w"), "pd": ("", "PDw"),
                  "flair": ("", "FLAIR")}  # contrast -> (entities between sub/ses and desc, suffix)
+MASK_SUFFIX, MASK_DESC = "mask", "brain"  # sub-X[_ses-Y]_desc-brain_mask.nii.gz: the subject's brain mask
 _LABEL = r"[A-Za-z0-9]+"
 _FILENAME = re.compile(rf"^(?P<entities>sub-{_LABEL}(?:_[a-z]+-{_LABEL})*)_(?P<suffix>{_LABEL})\.nii(?:\.gz)?$")
 
@@ -44,7 +45,7 @@ class BidsSubject(Subject):
 
 def find_bids_subjects(root: str | Path) -> list[BidsSubject]:
     """One BidsSubject per (subject, session) with at least one T1w/ce-T1w/T2w/PDw/FLAIR NIfTI in its ``anat``
-    folder, sorted by subject then session. Only ``sub-*/[ses-*/]anat/`` is read, so ``derivatives/``,
+    folder (and its ``desc-brain_mask``, when there is one, as the subject's mask), sorted by subject then session. Only ``sub-*/[ses-*/]anat/`` is read, so ``derivatives/``,
     ``sourcedata/`` and dot-folders are never mistaken for inputs. A file whose sub/ses entities contradict its
     folders raises InputError: it is a curation mistake, and guessing which is right could mix two people's scans."""
     root = Path(root)
@@ -80,7 +81,7 @@ def write_sidecar(output: str | Path, subject: BidsSubject, dataset_root: str | 
                   scenario: str) -> Path:
     """Write (atomically, replacing an old one: it describes the output beside it) the JSON sidecar of ``output``.
     ``Sources`` lists, as ``bids:raw:`` URIs, the subject's files for the inputs of ``scenario`` (``t1,t2->flair``),
-    so a reader can tell exactly which scans fed the model."""
+    and the brain mask when one was used, so a reader can tell exactly which files fed the model."""
     output = Path(output)
     if not output.name.endswith((".nii.gz", ".nii")):
         raise InputError(output, "a BIDS derivative must be .nii.gz or .nii", "use derivative_output() for the name")
@@ -91,6 +92,8 @@ def write_sidecar(output: str | Path, subject: BidsSubject, dataset_root: str | 
         raise InputError(subject.name, f"scenario {scenario!r} needs {', '.join(missing or ['inputs->target'])}",
                          "choose a model whose inputs this subject has")
     sources = [_bids_uri(subject.inputs[c], Path(dataset_root)) for c in contrasts]
+    if subject.mask is not None:
+        sources.append(_bids_uri(subject.mask, Path(dataset_root)))
     sidecar = output.with_name(output.name.removesuffix(".gz").removesuffix(".nii") + ".json")
     _write_json(sidecar, {
         "Description": f"{target.strip()} synthesized by mrsynth {__version__} from {', '.join(contrasts)} "
@@ -147,15 +150,18 @@ def _labelled_folders(parent: Path, key: str) -> list[tuple[str, Path]]:
 
 
 def _read_anat(anat: Path, subject: str, session: str | None) -> BidsSubject:
-    """The scans of one anat folder; several candidates for a contrast -> the plainest one, with a warning."""
+    """The scans of one anat folder and its brain mask (``desc-brain_mask`` without a ``space`` entity: a mask in a
+    template space is not on the subject's grid); several candidates for a contrast or mask -> the plainest one,
+    with a warning."""
     name = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     result = BidsSubject(name, subject=subject, session=session)
     candidates: dict[str, list[tuple[Path, dict[str, str]]]] = {}
+    masks: list[tuple[Path, dict[str, str]]] = []
     # Broken symlinks are kept: in a DataLad dataset they are scans not fetched yet, and reading them later gives a
     # clearer error than a subject silently missing its T1.
     for file in sorted(p for p in anat.iterdir() if not p.name.startswith(".") and (p.is_file() or p.is_symlink())):
         match = _FILENAME.match(file.name)
-        if match is None or match["suffix"] not in SUFFIX_CONTRAST:
+        if match is None or match["suffix"] not in (*SUFFIX_CONTRAST, MASK_SUFFIX):
             continue
         pairs = [item.split("-", 1) for item in match["entities"].split("_")]
         entities = dict(pairs)
@@ -165,6 +171,10 @@ def _read_anat(anat: Path, subject: str, session: str | None) -> BidsSubject:
             where = f"sub-{subject}" + (f"/ses-{session}" if session else " (no session folder)")
             raise InputError(file, f"file name entities do not match its folder {where}",
                              "rename the file or move it to the right folder")
+        if match["suffix"] == MASK_SUFFIX:
+            if entities.get("desc") == MASK_DESC and "space" not in entities:
+                masks.append((file, entities))
+            continue
         contrast = SUFFIX_CONTRAST[match["suffix"]]
         if "ce" in entities:
             if contrast != "t1":
@@ -180,6 +190,12 @@ def _read_anat(anat: Path, subject: str, session: str | None) -> BidsSubject:
         result.inputs[contrast], result.source_entities[contrast] = file, entities
         if rest:
             result.warnings.append(f"{name}: {len(options)} {contrast} scans, using {file.name} "
+                                   f"(ignored: {', '.join(f.name for f, _ in rest)})")
+    if masks:  # several: the plainest, as for the scans
+        (chosen, _), *rest = sorted(masks, key=_plainness)
+        result.mask = chosen
+        if rest:
+            result.warnings.append(f"{name}: {len(masks)} brain masks, using {chosen.name} "
                                    f"(ignored: {', '.join(f.name for f, _ in rest)})")
     return result
 

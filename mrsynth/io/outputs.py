@@ -30,20 +30,30 @@ def check_preview_output(path: str | Path, overwrite: bool = False) -> Path:
     return _check(path, overwrite, PREVIEW_SUFFIXES, "preview.png")
 
 
-def check_distinct(inputs: Mapping[str, Path], outputs: Mapping[str, Path | None]) -> None:
-    """No output may be an input or another output: ``--overwrite`` replaces old outputs, never the scans read
-    or the file just written (``--out`` equal to ``--t1`` once replaced the T1 with the synthesis)."""
+def check_distinct(scans: Mapping[str, Path], outputs: Mapping[str, Path | None],
+                   also_read: Mapping[str, Path] | None = None) -> None:
+    """No two scans and no two outputs may be one file, and no output may be a file that is read.
+
+    Two contrasts from one file (``--t1 a --t2 a``) give a plausible-looking but wrong synthesis; ``--overwrite``
+    replaces old outputs, never the scans read or the file just written (``--out`` equal to ``--t1`` once replaced
+    the T1 with the synthesis). ``also_read`` (a brain mask) may be one of the scans (a skull-stripped T1 is a valid
+    mask) but not an output. Spellings of one file (relative, absolute, through a symlink) count as one.
+    """
     seen: dict[str, str] = {}
-    for label, path in inputs.items():
-        seen.setdefault(_identity(path), label)
-    for label, path in outputs.items():
-        if path is None:
-            continue
+
+    def claim(label: str, path: Path) -> None:
         key = _identity(path)
         if key in seen:
-            raise InputError(path, f"{label} is the same file as {seen[key]}",
-                             f"give {label} a path of its own")
+            raise InputError(path, f"{label} is the same file as {seen[key]}", f"give {label} a path of its own")
         seen[key] = label
+
+    for label, path in scans.items():
+        claim(label, path)
+    for label, path in (also_read or {}).items():
+        seen.setdefault(_identity(path), label)
+    for label, output in outputs.items():
+        if output is not None:
+            claim(label, output)
 
 
 def _check(path: str | Path, overwrite: bool, suffixes: tuple[str, ...], example: str) -> Path:

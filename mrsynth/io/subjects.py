@@ -2,7 +2,9 @@
 
 Batch synthesis takes either a CSV (one row per subject, one column per contrast) or a folder whose file names
 follow a known layout: BraTS 2023 (``<case>-t1n.nii.gz``), IXI (``IXI002-Guys-0828-T1.nii.gz``), BIDS-like
-(``sub-01[_ses-1]_T1w.nii.gz``) or a plain ``<case>_<contrast>.nii.gz``.
+(``sub-01[_ses-1]_T1w.nii.gz``) or a plain ``<case>_<contrast>.nii.gz``. In a folder, a file whose name holds
+``mask`` and starts with a subject's name (``<case>-mask.nii.gz``, ``<case>_brainmask.nii.gz``,
+``sub-01_desc-brain_mask.nii.gz``) is that subject's brain mask.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ IMAGE_SUFFIXES = (".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".mgz", ".mgh")
 SUBJECT_COLUMNS = ("subject", "case", "id")
 OUTPUT_COLUMNS = ("out", "output")
 MASK_COLUMNS = ("mask", "brain_mask")
+MASK_WORD = "mask"  # in a folder: brainmask, brain_mask, -mask, desc-brain_mask
+SEPARATORS = ("-", "_", ".")  # what follows a subject's name in a mask's file name
 
 _SUFFIX = r"\.(?:nii\.gz|nii|mha|mhd|nrrd|mgz|mgh)$"
 LAYOUTS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -83,7 +87,11 @@ def find_subjects(folder: str | Path) -> list[Subject]:
     if not folder.is_dir():
         raise InputError(folder, "input folder not found", "check the --input-dir path")
     found: dict[str, Subject] = {}
+    masks: list[Path] = []
     for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
+        if MASK_WORD in file.name.lower():
+            masks.append(file)
+            continue
         match = _match_layout(file.name)
         if match is None:
             continue
@@ -99,6 +107,7 @@ def find_subjects(folder: str | Path) -> list[Subject]:
                          "sub-01_T1w.nii.gz or use --batch LIST.csv")
     for subject in found.values():  # t1 first: in a folder, the first contrast in CONTRASTS is the reference grid
         subject.inputs = {c: subject.inputs[c] for c in CONTRASTS if c in subject.inputs}
+    _assign_masks(masks, found)
     return [found[name] for name in sorted(found)]
 
 
@@ -112,6 +121,21 @@ def shard_subjects(subjects: list[Subject], index: int, count: int) -> list[Subj
     if not 1 <= index <= count:
         raise ValueError(f"shard {index}/{count} does not exist")
     return subjects[index - 1::count]
+
+
+def _assign_masks(masks: list[Path], subjects: dict[str, Subject]) -> None:
+    """Each mask file to the subject whose name begins its file name (followed by ``-``, ``_`` or ``.``; the longest
+    such name, so ``sub-01_ses-2_...`` goes to that session, not to ``sub-01``); a mask no subject claims is not
+    used. Two masks for one subject are refused: which one is the brain cannot be guessed."""
+    for file in masks:
+        owners = [name for name in subjects if file.name.startswith(name) and file.name[len(name):][:1] in SEPARATORS]
+        if not owners:
+            continue
+        subject = subjects[max(owners, key=len)]
+        if subject.mask is not None:
+            raise InputError(file, f"second brain mask for subject {subject.name} (first: {subject.mask})",
+                             "keep one mask file per subject")
+        subject.mask = file
 
 
 def _match_layout(filename: str) -> tuple[str, str] | None:

@@ -1,9 +1,12 @@
-"""The stages of a synthesis, one small module each, in the order :class:`mrsynth.inference.Synthesizer` runs them:
+"""The stages of a synthesis, one small module each, run in this order by :func:`mrsynth.pipeline.run.run_pipeline`:
 
-read -> align -> brain mask (:mod:`.brainmask`) -> bias field (:mod:`.bias`, ``--n4``) -> in-plane resampling to the
-model's voxel size (:mod:`.spacing`) -> normalise -> slices -> model -> restore -> write.
+check (:mod:`.request`) -> read (:mod:`.read`, :mod:`.checks`) -> align (:mod:`.align`) -> brain mask
+(:mod:`.brainmask`) -> bias field (:mod:`.bias`, ``--n4``) -> canonical order and the model's voxel size in-plane
+(:mod:`.spacing`) -> normalise (:mod:`.normalise`) -> slices (:mod:`.slices`) -> model (:mod:`.model`) -> restore
+(:mod:`.restore`) -> write (:mod:`.write`); :mod:`.batch` runs it subject after subject.
 
-Reading, alignment and writing live in :mod:`mrsynth.io` (they serve preprocessing too); the stages here exist for
-raw scans as they leave the scanner: skull on, any voxel size, a bias field. Each one is skipped (and absent from
-the result's ``stages``) when it has nothing to do, so a skull-stripped 1 mm scan gives the same synthesis as before.
+The command line, batch mode and the Python API (:mod:`mrsynth.inference`) all call the same ``run_pipeline``.
+Volume reading, resampling, registration and writing live in :mod:`mrsynth.io` (they serve preprocessing too). A
+stage with nothing to do is skipped (and absent from the result's ``stages``), so a skull-stripped 1 mm scan goes
+through read, align, normalise, model and restore only. Nothing here imports :mod:`mrsynth.inference` or the CLI.
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ def mask_on_grid(image: sitk.Image, reference: sitk.Image, label: str) -> sitk.I
         raise InputError(label, "no brain voxel of the mask lies inside the reference scan's field of view",
                          "give the mask made from this subject's scan")
     return mask
+
+
+def brain_mask(mask: sitk.Image | Path | None, aligned: Mapping[str, sitk.Image], reference: sitk.Image,
+               labels: Mapping[str, str], device: str) -> sitk.Image:
+    """The brain mask on the reference grid: the user's (a file or an image, resampled nearest-neighbour) or, with
+    ``mask`` None, deepbet's, computed on the T1 as it lies on the reference grid."""
+    if mask is None:
+        return skull_strip(aligned["t1"], device, labels["t1"])
+    if isinstance(mask, Path):
+        return read_mask(mask, reference)
+    return mask_on_grid(mask, reference, "<in-memory mask>")
 
 
 def skull_strip(t1: sitk.Image, device: str, label: str) -> sitk.Image:

@@ -6,10 +6,31 @@ interpolating back from a working grid blurs the brain's edge into the backgroun
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import SimpleITK as sitk
 
 from mrsynth.io import from_canonical, resample_to
+from mrsynth.pipeline.brainmask import apply_mask
+
+
+def restore(synthesis: np.ndarray, working: sitk.Image, canonical: sitk.Image, reference: sitk.Image, *,
+            foreground: np.ndarray, resampled: bool, brain: sitk.Image | None) -> sitk.Image:
+    """The synthesis on the reference grid (:func:`to_reference_grid`); after a working grid, 0 outside the inputs'
+    ``foreground`` again (:func:`zero_outside`); with a brain mask, 0 outside the brain."""
+    image = to_reference_grid(synthesis, working, canonical, reference)
+    if resampled:
+        image = zero_outside(image, foreground)
+    if brain is not None:
+        image = apply_mask(image, brain)
+    return image
+
+
+def input_foreground(aligned: Mapping[str, sitk.Image], inputs: Sequence[str]) -> np.ndarray:
+    """(Z, Y, X) True where any of the ``inputs`` has signal on the reference grid: where the synthesis may be
+    non-zero, and the voxels ``--match-intensity`` maps."""
+    return np.any([sitk.GetArrayViewFromImage(aligned[c]) > 0 for c in inputs], axis=0)
 
 
 def to_reference_grid(synthesis: np.ndarray, working: sitk.Image, canonical: sitk.Image,

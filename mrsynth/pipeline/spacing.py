@@ -11,10 +11,12 @@ kept: each axial slice is synthesized on its own, so thick axial slices only cos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+
+from mrsynth.io import resample_to, to_canonical
 
 IN_PLANE_TOLERANCE = 0.05  # within 5 % of the training voxel size, resampling gains nothing and costs a blur
 
@@ -39,3 +41,16 @@ def working_grid(canonical: sitk.Image, voxel_size_mm: Sequence[float] | None) -
     grid.SetOrigin((centre - direction @ ((new_size - 1) * new_spacing / 2)).tolist())
     return grid
 
+
+
+def to_working_grid(aligned: Mapping[str, sitk.Image], inputs: Sequence[str],
+                    voxel_size_mm: Sequence[float] | None) -> tuple[sitk.Image, dict[str, sitk.Image], bool]:
+    """(the reference grid in canonical voxel order, the ``inputs`` in canonical order on the working grid,
+    whether that meant resampling). Canonical first (:func:`mrsynth.io.to_canonical`), so that the working grid's
+    in-plane axes are anatomical ones."""
+    canonical_reference = to_canonical(aligned[inputs[0]])
+    grid = working_grid(canonical_reference, voxel_size_mm)
+    canonical = {c: to_canonical(aligned[c]) for c in inputs}
+    if grid is not None:
+        canonical = {c: resample_to(image, grid) for c, image in canonical.items()}
+    return canonical_reference, canonical, grid is not None
