@@ -25,9 +25,10 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DONE_MARKER = "reproduced.json"
 DEFAULT_STAGES = ("down1", "down2", "down3", "body", "up1")
@@ -38,9 +39,11 @@ METRICS = ("psnr", "ssim", "mae")
 # Tables 3, 4 and 6 are images in the paper; agi-net.md keeps their captions but not their cells, so only what its
 # text or other tables state is transcribed, with the source named. "" = not recoverable from agi-net.md.
 # All rows: IXI, (T1, T2)->PD, pixel2pixel unless the row says otherwise; PSNR dB, SSIM %, MAE x100.
+T5_N = "Table 5 (n from spec/cagr.md: the n cell is lost in agi-net.md)"
 PAPER: dict[str, dict[str, dict[str, str]]] = {
     "table3": {
-        "resunet": {"psnr": "34.38", "ssim": "96.34", "mae": "1.01", "source": "Table 1, pixel2pixel (= Table 5 ResUnet)"},
+        "resunet": {"psnr": "34.38", "ssim": "96.34", "mae": "1.01",
+                    "source": "Table 1, pixel2pixel (= Table 5 ResUnet)"},
         "gr": {"psnr": "34.85", "source": "Sec. 4.3 text: GR adds 0.47 dB to 34.38"},
         "ca": {"source": "cell not in agi-net.md"},
         "agi": {"psnr": "34.96", "ssim": "96.62", "mae": "0.97", "source": "Table 1, Ours (= Table 5, n = 8)"},
@@ -53,9 +56,9 @@ PAPER: dict[str, dict[str, dict[str, str]]] = {
     },
     "table5": {
         "resunet": {"params_m": "17.04", "flops_g": "141.91", "psnr": "34.38", "ssim": "96.34", "source": "Table 5"},
-        "n1": {"params_m": "33.58", "flops_g": "238.84", "psnr": "34.76", "ssim": "96.49", "source": "Table 5 (n per spec/cagr.md)"},
-        "n2": {"params_m": "25.31", "flops_g": "190.52", "psnr": "34.85", "ssim": "96.55", "source": "Table 5 (n per spec/cagr.md)"},
-        "n4": {"params_m": "21.19", "flops_g": "166.36", "psnr": "34.93", "ssim": "96.60", "source": "Table 5 (n per spec/cagr.md)"},
+        "n1": {"params_m": "33.58", "flops_g": "238.84", "psnr": "34.76", "ssim": "96.49", "source": T5_N},
+        "n2": {"params_m": "25.31", "flops_g": "190.52", "psnr": "34.85", "ssim": "96.55", "source": T5_N},
+        "n4": {"params_m": "21.19", "flops_g": "166.36", "psnr": "34.93", "ssim": "96.60", "source": T5_N},
         "n8": {"params_m": "19.15", "flops_g": "154.28", "psnr": "34.96", "ssim": "96.62", "source": "Table 5"},
         "n16": {"params_m": "18.18", "flops_g": "148.24", "psnr": "34.88", "ssim": "96.60", "source": "Table 5"},
     },
@@ -69,7 +72,7 @@ PAPER: dict[str, dict[str, dict[str, str]]] = {
         "medsynth/resunet": {"source": "cell not in agi-net.md"},
         "medsynth/agi": {"source": "cell not in agi-net.md"},
     },
-    "table7": {  # rows: the first k stages of down1..up3 replaced (k = 0: ResUnet); Sec. 4.3 reads the marks so
+    "table7": {  # row k: the first k of down1..up3 replaced (k = 0: ResUnet, 5: AGI-Net), as Sec. 4.3 reads them
         "0": {"params_m": "17.04", "flops_g": "141.91", "psnr": "34.38", "source": "Table 7"},
         "1": {"params_m": "17.06", "flops_g": "144.46", "psnr": "34.62", "source": "Table 7"},
         "2": {"params_m": "17.12", "flops_g": "146.95", "psnr": "34.73", "source": "Table 7"},
@@ -102,7 +105,8 @@ SCALES = {
         ("--widths", "16,16,32,32", "--iters", "2", "--batch-size", "2", "--crop", "64", "--val-every", "2",
          "--save-every", "2", "--log-every", "1", "--device", "cpu", "--threads", "1"),
         "pix2pix", ("--preset", "tiny", "--size", "64"), ("--device", "cpu", "--batch-size", "8"),
-        "a test of the orchestration: 2 iterations per run, widths 16-32 (n = 16 needs 16 channels); the figures mean nothing"),
+        ("a test of the orchestration: 2 iterations per run, widths 16-32 (n = 16 needs 16 channels); "
+         "the figures mean nothing")),
     "cpu": Scale(
         "cpu",
         ("--preset", "tiny", "--iters", "3000", "--batch-size", "8", "--crop", "96", "--val-every", "500",
@@ -198,14 +202,15 @@ def tables(base: str) -> list[Table]:
         ], shift="3:3:1", notes=["Our figures are at a 3-px shift of the last input (`--perturb-shift 3:3:1`)."]),
         Table("table5", "Table 5: number of groups n", [
             Row({"network": "ResUnet", "n": ""}, resunet, "resunet"),
-            *[Row({"network": "AGI-Net", "n": str(n)}, Run("agi-net", base, groups=n), f"n{n}") for n in (1, 2, 4, 8, 16)],
+            *[Row({"network": "AGI-Net", "n": str(n)}, Run("agi-net", base, groups=n), f"n{n}")
+              for n in (1, 2, 4, 8, 16)],
         ], profile=True),
         Table("table6", "Table 6: ResUnet and AGI-Net as the generator of other frameworks", [
             Row({"method": f, "network": label}, Run(arch, f), f"{f}/{key}")
             for f in ("pix2pix", "pgan", "mmgan", "medsynth")
             for label, arch, key in (("ResUnet", "resunet", "resunet"), ("AGI-Net", "agi-net", "agi"))
-        ], notes=["mmgan is trained for any one of the scenario's contrasts missing and scored on the scenario's "
-                  "target."]),
+        ], notes=[("mmgan is trained for any one of the scenario's contrasts missing and scored on the scenario's "
+                   "target.")]),
         Table("table7", "Table 7: which stages are replaced by CAGR (n = 8)", [
             Row({"stages": "+".join(ALL_STAGES[:k]) or "none"},
                 resunet if k == 0 else Run("agi-net", base, stages=ALL_STAGES[:k]), str(k)) for k in range(8)
@@ -377,7 +382,7 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
         cell = [*row.labels.values(), row.run.name]
         if table.profile:
             prof = rep.profile(row.run)
-            cell += [fmt(prof.get("params_m")), fmt(prof.get("flops_g"))]
+            cell += [fmt(prof.get("params_m")), fmt(prof.get("gflops"))]
         cell += [fmt(record.get(m, {}).get("mean")) for m in metric_cols]
         cell += [fmt(record.get("n_slices")), fmt(tests.get(str(ckpt), {}).get("p_value"), 3)]
         figures = paper.get(row.paper_key, {})
@@ -405,10 +410,10 @@ def write_table(rep: Reproduction, table: Table, header: list[str], cells: list[
           f"- scale: `{rep.scale.name}` ({rep.scale.note})",
           f"- store: `{rep.data}`, scenario {rep.scenario}, evaluated on split `{rep.split}`",
           f"- date: {stamp}", f"- machine: {machine()}",
-          "- paper columns: the paper's figures (IXI, (T1, T2)->PD, pixel2pixel unless the method column says "
-          "otherwise), transcribed from agi-net.md; empty where agi-net.md does not have the cell",
-          "- PSNR dB, SSIM %, MAE x100, slice means; p_psnr_vs_row1: Wilcoxon signed-rank p of the per-slice PSNR "
-          "difference to the first row (mrsynth eval's paired test)",
+          ("- paper columns: the paper's figures (IXI, (T1, T2)->PD, pixel2pixel unless the method column says "
+           "otherwise), transcribed from agi-net.md; empty where agi-net.md does not have the cell"),
+          ("- PSNR dB, SSIM %, MAE x100, slice means; p_psnr_vs_row1: Wilcoxon signed-rank p of the per-slice PSNR "
+           "difference to the first row (mrsynth eval's paired test, on the unshifted slices)"),
           *[f"- {note}" for note in table.notes], "",
           "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
           *["| " + " | ".join(c or "–" for c in row) + " |" for row in cells], "",
@@ -417,11 +422,10 @@ def write_table(rep: Reproduction, table: Table, header: list[str], cells: list[
     with atomic_output(folder / f"{table.name}.md", overwrite=True) as tmp:
         tmp.write_text("\n".join(md))
     written.append(folder / f"{table.name}.md")
-    with atomic_output(folder / f"{table.name}.csv", overwrite=True) as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(cells)
+    with atomic_output(folder / f"{table.name}.csv", overwrite=True) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(cells)
     written.append(folder / f"{table.name}.csv")
     return written
 

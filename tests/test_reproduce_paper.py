@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
 from test_eval import blob_slices
 from test_frameworks import stand_in_weights
+
+from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_paper.py"
 TABLES = ("table3", "table4", "table5", "table6", "table7", "fig3")
@@ -65,6 +65,7 @@ def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> 
     assert [r["n"] for r in table5] == ["", "1", "2", "4", "8", "16"]
     assert [r["paper_params_m"] for r in table5] == ["17.04", "33.58", "25.31", "21.19", "19.15", "18.18"]
     params = [float(r["params_m"]) for r in table5]
+    assert all(float(r["flops_g"]) > 0 for r in table5 + read_csv(out / "tables" / "table7.csv"))
     assert params[1] > params[2] > params[3] > params[4] > params[5] > params[0]  # the paper's ordering, measured
     fig3 = read_csv(out / "tables" / "fig3.csv")[0]
     assert [k for k in fig3 if k.startswith("psnr_")] == [f"psnr_{x:g}px" for x in np.arange(0, 3.01, 0.5)]
