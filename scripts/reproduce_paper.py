@@ -391,10 +391,19 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
     return header, cells, rep.table_commands
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name where Linux says it (``platform.processor()`` is empty there), else the ISA."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     return (f"{platform.platform()}; CPU {cpu}, {os.cpu_count()} logical cores; Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 

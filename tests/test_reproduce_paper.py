@@ -85,18 +85,25 @@ def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> 
 
 
 def test_interrupted_run_is_resumed(tmp_path: Path) -> None:
-    """A run dir with a resume state but no finished marker continues with --resume (no fresh start, which
-    mrsynth train would refuse)."""
+    """A run stopped mid-way (resume state at iteration 1 of 2, no finished marker) continues with --resume to
+    iteration 2, instead of a fresh start (which mrsynth train would refuse)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from reproduce_paper import SCALES, Run
+
     store = ixi_like_store(tmp_path / "store")
     out = tmp_path / "out"
-    args = ["--data", str(store), "--out", str(out), "--scale", "smoke", "--only", "fig3"]
-    assert run_script(*args).returncode == 0
-    marker = out / "runs" / "pix2pix_resunet" / "reproduced.json"
-    marker.unlink()
-    again = run_script(*args)
-    assert again.returncode == 0, again.stderr
-    assert json.loads(marker.read_text())["resumed"] is True
-    assert json.loads(again.stdout.splitlines()[-1])["runs_trained"] == 1
+    run = Run("resunet", "pix2pix")
+    options = list(SCALES["smoke"].train)
+    options[options.index("--iters") + 1] = "1"  # the interrupted run got this far
+    stopped = subprocess.run([sys.executable, "-m", "mrsynth", "train", "--data", str(store), "--scenario", "t1,t2->pd",
+                              *run.options(), *options, "--run-dir", str(out / "runs" / run.name), "--quiet"],
+                             capture_output=True, text=True, check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    done = run_script("--data", str(store), "--out", str(out), "--scale", "smoke", "--only", "fig3")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "runs" / run.name / "reproduced.json").read_text())["resumed"] is True
+    assert max(int(r["iteration"]) for r in read_csv(out / "runs" / run.name / "log.csv")) == 2
+    assert json.loads(done.stdout.splitlines()[-1])["runs_trained"] == 2  # ResUnet resumed, AGI-Net trained
 
 
 @pytest.mark.parametrize("extra, message", [
