@@ -282,7 +282,7 @@ class Reproduction:
         extra = ["--max-missing", "1"] if run.framework == "mmgan" else []
         pgan = self.extra_train if run.framework == "pgan" else []
         return ["train", "--data", str(self.data), "--scenario", scenario, *run.options(), *extra, *pgan,
-                *self.scale.train, "--run-dir", str(self.run_dir(run)), "--quiet", "--json"]
+                *self.scale.train, "--run-dir", str(self.run_dir(run)), "--json"]  # progress on stderr
 
     def ensure_trained(self, run: Run) -> Path:
         """Train ``run`` unless its marker says it finished; continue an interrupted one with ``--resume``."""
