@@ -1,0 +1,126 @@
+"""scripts/reproduce_paper.py --scale smoke: every table file is written with the paper's rows and columns, and a
+second call retrains nothing (the runs' checkpoints keep their mtimes) but rewrites every table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_eval import blob_slices
+from test_frameworks import stand_in_weights
+
+from mrsynth.data.store import STORE_FORMAT, STORE_KIND, write_manifest, write_subject
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_paper.py"
+TABLES = ("table3", "table4", "table5", "table6", "table7", "fig3")
+ROWS = {"table3": 4, "table4": 4, "table5": 6, "table6": 8, "table7": 8, "fig3": 2}
+DISTINCT_RUNS = 22  # 4 (Table 3) + 2 (Table 4) + 4 (Table 5) + 6 (Table 6) + 6 (Table 7); Fig. 3 reuses two
+
+
+def ixi_like_store(root: Path) -> Path:
+    """Three one-split subjects of three 64-px slices; t1, t2 and pd (= their mean), so the script picks t1,t2->pd."""
+    subjects, split = {}, {}
+    for seed, (name, part) in enumerate([("s1", "train"), ("s2", "val"), ("s3", "test")]):
+        write_subject(root, name, blob_slices(3, seed=seed, size=64))
+        subjects[name] = {"n_slices": 3, "slice_indices": [10, 11, 12]}
+        split[name] = part
+    write_manifest(root, {"kind": STORE_KIND, "format": STORE_FORMAT, "dataset": "ixi",
+                          "contrasts": ["t1", "t2", "pd"], "slice_size": [64, 64], "split": split,
+                          "subjects": subjects})
+    return root
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
+    store = ixi_like_store(tmp_path / "store")
+    vgg = stand_in_weights(tmp_path / "vgg.safetensors")
+    out = tmp_path / "out"
+    args = ["--data", str(store), "--out", str(out), "--scale", "smoke", "--vgg-weights", str(vgg)]
+
+    first = run_script(*args)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout.splitlines()[-1])
+    assert summary == {"scale": "smoke", "scenario": "t1,t2->pd", "runs_trained": DISTINCT_RUNS, "runs_reused": 0}
+    for name in TABLES:
+        rows = read_csv(out / "tables" / f"{name}.csv")
+        assert len(rows) == ROWS[name], name
+        text = (out / "tables" / f"{name}.md").read_text()
+        assert "scale: `smoke`" in text and "machine:" in text and "mrsynth " in text
+        metric = "psnr_3px" if name == "fig3" else "psnr"
+        assert all(np.isfinite(float(r[metric])) for r in rows), name
+    table5 = read_csv(out / "tables" / "table5.csv")
+    assert [r["n"] for r in table5] == ["", "1", "2", "4", "8", "16"]
+    assert [r["paper_params_m"] for r in table5] == ["17.04", "33.58", "25.31", "21.19", "19.15", "18.18"]
+    params = [float(r["params_m"]) for r in table5]
+    assert all(float(r["flops_g"]) > 0 for r in table5 + read_csv(out / "tables" / "table7.csv"))
+    assert params[1] > params[2] > params[3] > params[4] > params[5] > params[0]  # the paper's ordering, measured
+    fig3 = read_csv(out / "tables" / "fig3.csv")[0]
+    assert [k for k in fig3 if k.startswith("psnr_")] == [f"psnr_{x:g}px" for x in np.arange(0, 3.01, 0.5)]
+    table6 = read_csv(out / "tables" / "table6.csv")
+    assert [(r["method"], r["network"]) for r in table6] == [
+        (f, n) for f in ("pix2pix", "pgan", "mmgan", "medsynth") for n in ("ResUnet", "AGI-Net")]
+
+    checkpoints = sorted(out.glob("runs/*/best.safetensors"))
+    assert len(checkpoints) == DISTINCT_RUNS
+    mtimes = [p.stat().st_mtime_ns for p in checkpoints]
+    tables_before = {n: (out / "tables" / f"{n}.md").stat().st_mtime_ns for n in TABLES}
+    again = run_script(*args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["runs_trained"] == 0
+    assert [p.stat().st_mtime_ns for p in checkpoints] == mtimes
+    assert all((out / "tables" / f"{n}.md").stat().st_mtime_ns > tables_before[n] for n in TABLES)
+
+
+def test_interrupted_run_is_resumed(tmp_path: Path) -> None:
+    """A run stopped mid-way (resume state at iteration 1 of 2, no finished marker) continues with --resume to
+    iteration 2, instead of a fresh start (which mrsynth train would refuse)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from reproduce_paper import SCALES, Run
+
+    store = ixi_like_store(tmp_path / "store")
+    out = tmp_path / "out"
+    run = Run("resunet", "pix2pix")
+    options = list(SCALES["smoke"].train)
+    options[options.index("--iters") + 1] = "1"  # the interrupted run got this far
+    stopped = subprocess.run([sys.executable, "-m", "mrsynth", "train", "--data", str(store), "--scenario", "t1,t2->pd",
+                              *run.options(), *options, "--run-dir", str(out / "runs" / run.name), "--quiet"],
+                             capture_output=True, text=True, check=False)
+    assert stopped.returncode == 0, stopped.stderr
+    done = run_script("--data", str(store), "--out", str(out), "--scale", "smoke", "--only", "fig3")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "runs" / run.name / "reproduced.json").read_text())["resumed"] is True
+    assert max(int(r["iteration"]) for r in read_csv(out / "runs" / run.name / "log.csv")) == 2
+    assert json.loads(done.stdout.splitlines()[-1])["runs_trained"] == 2  # ResUnet resumed, AGI-Net trained
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--only", "table9"], "--only"),
+    (["--split", "train", "--vgg-weights", "{missing}"], "--vgg-weights"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra: list[str], message: str) -> None:
+    store = ixi_like_store(tmp_path / "store")
+    extra = [e.format(missing=tmp_path / "absent.safetensors") for e in extra]
+    done = run_script("--data", str(store), "--out", str(tmp_path / "out"), "--scale", "smoke", *extra)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_store_without_the_papers_contrasts_is_refused(tmp_path: Path) -> None:
+    store = ixi_like_store(tmp_path / "store")
+    manifest = json.loads((store / "manifest.json").read_text())
+    write_manifest(store, {**manifest, "contrasts": ["t1", "t1c", "pd"]})
+    done = run_script("--data", str(store), "--out", str(tmp_path / "out"), "--scale", "smoke")
+    assert done.returncode == 2 and "no t2" in done.stderr and done.stderr.count("\n") == 1
