@@ -29,6 +29,8 @@ from mrsynth.pipeline.result import SynthesisResult
 from mrsynth.pipeline.run import run_pipeline
 
 if TYPE_CHECKING:
+    import torch
+
     from mrsynth.intensity import IntensityReference
 
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32}
