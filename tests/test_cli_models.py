@@ -57,6 +57,17 @@ def test_narrow_terminal_drops_columns_not_model_names(weights, monkeypatch):
     assert max(len(line) for line in table.splitlines()) <= 80
 
 
+def test_the_bundled_registry_fits_an_80_column_terminal_with_every_name_whole(monkeypatch):
+    from mrsynth.hub import load_registry
+
+    monkeypatch.setenv("COLUMNS", "80")
+    table = CliRunner().invoke(app, ["models"]).stderr
+    for entry in load_registry():
+        assert entry["name"] in table and entry["scenario"] in table
+    assert "…" not in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+
+
 def test_json_is_one_line_per_model(weights):
     entries = two_models(weights)
     result = CliRunner().invoke(app, ["models", "--json"])

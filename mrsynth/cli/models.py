@@ -12,6 +12,9 @@ NUMERIC = ("size MB", "PSNR dB", "SSIM %", "MAE x100")
 COLUMNS = ("name", "scenario", "arch", "source", *NUMERIC, "default", "licence")
 ESSENTIAL = ("name", "scenario", "PSNR dB", "SSIM %", "default")
 OPTIONAL_BY_PRIORITY = ("MAE x100", "source", "size MB", "arch", "licence")
+SHORT_HEADERS = {"PSNR dB": "PSNR", "SSIM %": "SSIM", "default": "def."}
+"""Headers for a terminal too narrow for the essential columns under their full names (80 columns and the
+registry's longest names): the units are in `--help` and the JSON keys, the model names must not lose a letter."""
 
 
 def _source(entry: dict[str, Any]) -> str:
@@ -63,25 +66,31 @@ def models_command(
              "MAE x100": _metric(e, "mae"), "default": "yes" if e["default"] else "", "licence": e["licence"]}
             for e in entries]
     table = Table(title="mrsynth models", caption=str(registry_path()))
-    for column in _columns_that_fit(rows, console.width):
-        table.add_column(column, justify="right" if column in NUMERIC else "left", no_wrap=True)
+    columns, headers = _columns_that_fit(rows, console.width)
+    for column in columns:
+        table.add_column(headers.get(column, column), justify="right" if column in NUMERIC else "left", no_wrap=True)
     for row in rows:
-        table.add_row(*(row[str(column.header)] for column in table.columns))
+        table.add_row(*(row[column] for column in columns))
     console.print(table)
 
 
-def _columns_that_fit(rows: list[dict[str, str]], width: int) -> list[str]:
+def _columns_that_fit(rows: list[dict[str, str]], width: int) -> tuple[list[str], dict[str, str]]:
     """The columns to show in ``width`` characters: never a truncated model name (it is what users copy into
     ``--model``), so on a narrow terminal the less important columns go (``--json`` has them all)."""
 
-    def needed(column: str) -> int:  # neither cells nor headers wrap
-        return max([len(column), *(len(row[column]) for row in rows)]) + 3  # padding and one border
+    headers: dict[str, str] = {}
 
+    def needed(column: str) -> int:  # neither cells nor headers wrap
+        header = headers.get(column, column)
+        return max([len(header), *(len(row[column]) for row in rows)]) + 3  # padding and one border
+
+    if sum(needed(c) for c in ESSENTIAL) + 1 > width:
+        headers = dict(SHORT_HEADERS)
     chosen = list(ESSENTIAL)
     for column in OPTIONAL_BY_PRIORITY:
         if sum(needed(c) for c in chosen) + needed(column) + 1 <= width:
             chosen.append(column)
-    return [column for column in COLUMNS if column in chosen]
+    return [column for column in COLUMNS if column in chosen], headers
 
 
 def _fetch(specs: list[str], as_json: bool, quiet: bool) -> None:
