@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from mrsynth.contrasts import contrast_from_filename
 from mrsynth.devices import resolve_device
@@ -31,7 +31,6 @@ from mrsynth.pipeline.run import run_pipeline
 if TYPE_CHECKING:
     import torch
 
-    from mrsynth.intensity import IntensityReference
 
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32}
 """CPU: large enough that oneDNN convolutions run at full speed, small enough for a paper-width model at 240x240
@@ -102,35 +101,9 @@ class Synthesizer:
         self.inputs, self.target = present, target
         return Imputer(self.model, spec, present, target).to(self.device).eval()
 
-    def __call__(
-        self,
-        inputs: Mapping[str, VolumeSource],
-        out: str | Path | None = None,
-        *,
-        subject: str | None = None,
-        register: bool = False,
-        overwrite: bool = False,
-        preview: str | Path | None = None,
-        progress: Progress | None = None,
-        match_intensity: Union[VolumeSource, "IntensityReference", None] = None,
-        mask: VolumeSource | None = None,
-        skull_strip: bool = False,
-        n4: bool = False,
-    ) -> SynthesisResult:
-        """Synthesize the target for one subject (:func:`mrsynth.pipeline.run.run_pipeline`).
-
-        ``inputs`` maps contrast names (any spelling: ``t1n``, ``T1w``...) to files or SimpleITK images; its FIRST
-        entry is the reference grid. The others are resampled onto it (linear), or rigidly registered to it first
-        with ``register=True``. They reach the model in the checkpoint's channel order whatever their order here.
-        ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
-        (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
-        ``mask`` (a brain mask, non-zero = brain, on any grid) or ``skull_strip`` (deepbet's mask of the T1):
-        every aligned input and the output are zero outside it (:mod:`mrsynth.pipeline.brainmask`). ``n4``:
-        N4 bias-field correction of every aligned input (:mod:`mrsynth.pipeline.bias`).
-        """
-        return run_pipeline(self, inputs, out, subject=subject, register=register, overwrite=overwrite,
-                            preview=preview, progress=progress, match_intensity=match_intensity, mask=mask,
-                            skull_strip=skull_strip, n4=n4)
+    __call__ = run_pipeline
+    """``synth(inputs, out, ...)``: one subject through :func:`mrsynth.pipeline.run.run_pipeline`, this loaded model
+    being its ``model`` argument (the pipeline documents the options)."""
 
 
 def synthesize(
@@ -154,10 +127,10 @@ def synthesize(
 
     ``model`` is a ``.safetensors`` path, a registry name, ``hf://OWNER/REPO[/FILE][@REV]`` or None (the
     registry's default model for these inputs, ``target`` choosing among several). ``match_intensity`` is a scan of
-    the target contrast whose intensities the output takes (see :meth:`Synthesizer.__call__`). Without ``target``,
+    the target contrast whose intensities the output takes (see :func:`mrsynth.pipeline.run.run_pipeline`). Without ``target``,
     an output name that announces a contrast (``pd.nii.gz``, :func:`output_target`) chooses it. ``tta``: average
     the model's output on each slice and on its left-right mirror (:func:`mrsynth.pipeline.model.mirrored_mean`),
-    at twice the cost. ``mask``, ``skull_strip`` and ``n4``: the raw-scan stages (see :meth:`Synthesizer.__call__`).
+    at twice the cost. ``mask``, ``skull_strip`` and ``n4``: the raw-scan stages (see :func:`mrsynth.pipeline.run.run_pipeline`).
     """
     names = [canonical_or_fail(name, f"--{name}") for name in inputs]
     target = output_target(out, target, names)

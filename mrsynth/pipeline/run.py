@@ -67,8 +67,17 @@ def run_pipeline(
     skull_strip: bool = False,
     n4: bool = False,
 ) -> SynthesisResult:
-    """Synthesize ``model.target`` for one subject; the arguments are those of
-    :meth:`mrsynth.inference.Synthesizer.__call__`, which documents them."""
+    """Synthesize ``model.target`` for one subject (``Synthesizer.__call__`` is this function).
+
+    ``inputs`` maps contrast names (any spelling: ``t1n``, ``T1w``...) to files or SimpleITK images; its FIRST
+    entry is the reference grid. The others are resampled onto it (linear), or rigidly registered to it first
+    with ``register=True``. They reach the model in the checkpoint's channel order whatever their order here.
+    ``match_intensity``: a scan of the target contrast whose intensity histogram the output is mapped onto
+    (:mod:`mrsynth.intensity`); without it the output is in the target's normalised [0, 1] scale.
+    ``mask`` (a brain mask, non-zero = brain, on any grid) or ``skull_strip`` (deepbet's mask of the T1):
+    every aligned input and the output are zero outside it (:mod:`mrsynth.pipeline.brainmask`). ``n4``:
+    N4 bias-field correction of every aligned input (:mod:`mrsynth.pipeline.bias`).
+    """
     started = time.perf_counter()
     request = check_request(inputs, model.inputs, model.target, model.scenario, out=out, preview=preview,
                             mask=mask, skull_strip=skull_strip, overwrite=overwrite)
