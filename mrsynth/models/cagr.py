@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from mrsynth.models.roll import per_sample_conv2d, rolled_kernel
 from mrsynth.ops.cpu_stem import applies as fused_stem_applies
+from mrsynth.ops.flags import switched_on
 from mrsynth.ops.stem_dispatch import stem_features as dispatched_stem_features
 
 
@@ -68,14 +68,9 @@ class GroupedConv2d(nn.Conv2d):
 _GROUPED_FORM: contextvars.ContextVar[bool] = contextvars.ContextVar("mrsynth_grouped_form", default=False)
 
 
-@contextlib.contextmanager
-def grouped_form() -> Iterator[None]:
+def grouped_form() -> contextlib.AbstractContextManager[None]:
     """Inside the block every :class:`GroupedConv2d` runs grouped, as defined (what a FLOP count must see)."""
-    token = _GROUPED_FORM.set(True)
-    try:
-        yield
-    finally:
-        _GROUPED_FORM.reset(token)
+    return switched_on(_GROUPED_FORM)
 
 
 def block_diagonal(weight: Tensor, groups: int) -> Tensor:

@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 
 from mrsynth.errors import InputError
 from mrsynth.ops import cpu_isa
+from mrsynth.ops.flags import switched_on
 
 SOURCE = Path(__file__).with_name("routing_stem.c")
 CACHE_ENV = "MRSYNTH_KERNEL_CACHE"
@@ -54,14 +54,9 @@ _LOCK = threading.Lock()
 _SUSPENDED: contextvars.ContextVar[bool] = contextvars.ContextVar("mrsynth_cpu_stem_suspended", default=False)
 
 
-@contextlib.contextmanager
-def suspended() -> Iterator[None]:
+def suspended() -> contextlib.AbstractContextManager[None]:
     """Run the PyTorch stem inside the block, e.g. so that torch's FLOP counter sees its convolutions."""
-    token = _SUSPENDED.set(True)
-    try:
-        yield
-    finally:
-        _SUSPENDED.reset(token)
+    return switched_on(_SUSPENDED)
 
 
 def cache_dir() -> Path:

@@ -22,26 +22,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mrsynth.ops.flags import switched_on
+
 Pair = tuple[int, int]
 
 _REFERENCE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("mrsynth_deform_reference", default=False)
 
 
-@contextlib.contextmanager
-def reference_only() -> Iterator[None]:
+def reference_only() -> contextlib.AbstractContextManager[None]:
     """Run the plain-torch path inside the block (this thread only), e.g. so that a FLOP counter sees its ops."""
-    token = _REFERENCE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _REFERENCE_ONLY.reset(token)
+    return switched_on(_REFERENCE_ONLY)
 
 
 @functools.cache
