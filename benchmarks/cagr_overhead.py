@@ -22,7 +22,6 @@ Peak memory (VmHWM) is measured in a fresh child process per network so one run'
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -196,16 +195,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats = 3
-    if args.isa_child:
-        print(json.dumps(measure(args)))
-        return
-    results = isa_settings.run_settings(__file__, sys.argv[1:], args.isa)
-    if args.json:
-        import torch
-
-        print(isa_settings.json_line(results, threads=args.threads, repeats=args.repeats, torch=torch.__version__))
-        return
-    print_table(results, args)
+    isa_settings.finish(__file__, args, measure, print_table)
 
 
 if __name__ == "__main__":

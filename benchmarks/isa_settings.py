@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 SETTINGS = {
     "native": {},
@@ -72,6 +72,23 @@ def json_line(results: dict[str, dict], **extra: object) -> str:
         line.update(suffixed(setting, figures))
     line.update(extra)
     return json.dumps(line)
+
+
+def finish(script: str, args: argparse.Namespace, measure: Callable[[argparse.Namespace], dict],
+           report: Callable[[dict[str, dict], argparse.Namespace], None], **extra: object) -> None:
+    """What both benchmarks do once their options are parsed: as the per-setting child, measure and print the
+    figures as JSON; as the parent, run one child per ``--isa`` setting, then print one JSON line (``--json``; with
+    threads, repeats, the torch version and ``extra``) or the benchmark's own ``report``."""
+    if args.isa_child:
+        print(json.dumps(measure(args)))
+        return
+    results = run_settings(script, sys.argv[1:], args.isa)
+    if args.json:
+        import torch
+
+        print(json_line(results, threads=args.threads, repeats=args.repeats, torch=torch.__version__, **extra))
+        return
+    report(results, args)
 
 
 def suffixed(setting: str, figures: dict) -> dict:

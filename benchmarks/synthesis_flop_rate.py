@@ -25,7 +25,6 @@ what the fused stem does to synthesis.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -196,16 +195,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
-    if args.isa_child:
-        print(json.dumps(measure(args)))
-        return
-    results = isa_settings.run_settings(__file__, sys.argv[1:], args.isa)
-    if args.json:
-        import torch
+    isa_settings.finish(__file__, args, measure, print_results, machine=platform.machine())
 
-        print(isa_settings.json_line(results, threads=args.threads, repeats=args.repeats, torch=torch.__version__,
-                                     machine=platform.machine()))
-        return
+
+def print_results(results: dict[str, dict], args: argparse.Namespace) -> None:
+    """Each ISA setting's synthesis rate and memory, as a human reads them."""
     for setting, result in results.items():
         print_result(setting, result, args.threads)
 
