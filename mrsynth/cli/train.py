@@ -30,6 +30,7 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "groups": ("model", "groups"), "stages": ("model", "cagr_stages"), "no_attention": ("model", "attention"),
     "no_rolling": ("model", "rolling"), "framework": ("train", "framework"), "batch_size": ("train", "batch_size"),
     "lr": ("train", "lr"), "lr_schedule": ("train", "lr_schedule"), "lambda_l1": ("train", "lambda_l1"),
+    "lambda_ssim": ("train", "lambda_ssim"),
     "seed": ("train", "seed"), "crop": ("train", "crop"), "no_flip": ("train", "flip"),
     "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"), "scale_aug": ("train", "scale"),
     "rotate_aug": ("train", "rotate"),
@@ -39,8 +40,9 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "max_missing": ("train", "max_missing"),
 }
 # Options that only one framework reads: given with another, they are refused rather than silently ignored.
-FRAMEWORK_OPTIONS: dict[str, str] = {"lambda_perc": "pgan", "vgg_layer": "pgan", "vgg_weights": "pgan",
-                                     "max_missing": "mmgan"}
+FRAMEWORK_OPTIONS: dict[str, str | tuple[str, ...]] = {
+    "lambda_perc": "pgan", "vgg_layer": "pgan", "vgg_weights": "pgan", "max_missing": "mmgan",
+    "lambda_ssim": ("l1", "pix2pix")}
 FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp"})
 CPU_RECIPE_FLAGS = "--preset tiny --crop 128 --batch-size 8 --framework l1"
 
@@ -75,6 +77,8 @@ def train_command(
     lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
     lr_schedule: str = typer.Option("constant", "--lr-schedule", help="constant, cosine, or linear (pix2pix: decay over the 2nd half)."),
     lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of L1 against the adversarial loss (pix2pix)."),
+    lambda_ssim: float = typer.Option(0.0, "--lambda-ssim", help="l1, pix2pix: add this weight times (1 - SSIM) "
+                                      "to the loss (SSIM as the metrics define it; 0 = off)."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (float16 autocast + grad scaling) on GPU."),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Checkpoints, resume state, log.csv, TensorBoard."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir exactly where it stopped "
@@ -137,7 +141,7 @@ def train_command(
             model_config = make_preset(preset, **options)
         config = TrainConfig(
             framework=framework, iters=iters, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-            lambda_l1=lambda_l1, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
+            lambda_l1=lambda_l1, lambda_ssim=lambda_ssim, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
             scale=_scale_range(scale_aug), rotate=_rotation(rotate_aug), amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
             lambda_perc=lambda_perc, vgg_layer=vgg_layer, vgg_weights=str(vgg_weights) if vgg_weights else None,
@@ -354,10 +358,11 @@ def _check_framework_options(ctx: typer.Context, config: TrainConfig, inputs: li
         raise InputError("--scenario", "only --framework mmgan trains one model for any missing contrast (->any)"
                          if imputing else "mmgan trains one model for any missing contrast of a set",
                          "add --framework mmgan" if imputing else "write the set, e.g. t1,t1c,t2,flair->any")
-    for name, owner in FRAMEWORK_OPTIONS.items():
-        if name in explicit and config.framework != owner:
-            raise InputError(_option_text(ctx, name), f"is an option of --framework {owner}, not {config.framework}",
-                             "drop it or change --framework")
+    for name, owners in FRAMEWORK_OPTIONS.items():
+        owners = (owners,) if isinstance(owners, str) else owners
+        if name in explicit and config.framework not in owners:
+            raise InputError(_option_text(ctx, name), f"is an option of --framework {' or '.join(owners)}, not "
+                             f"{config.framework}", "drop it or change --framework")
     if imputing:
         for name in ("shift_aug", "gamma_aug"):
             if name in explicit and ctx.params[name]:

@@ -37,6 +37,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_schedule: str = "constant"
     lambda_l1: float = 100.0  # pix2pix and pgan
+    lambda_ssim: float = 0.0  # l1 and pix2pix: weight of an added (1 - SSIM) term; 0 = off
     lambda_perc: float = 100.0  # pgan: weight of the perceptual loss (Dar et al. 2019)
     vgg_layer: str = "relu1_2"  # pgan: the VGG16 feature maps the perceptual loss compares
     vgg_weights: str | None = None  # pgan: a local VGG16 weights file (None: torchvision's cache or download)
@@ -61,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"unknown framework {self.framework!r}; choose one of {', '.join(FRAMEWORKS)}")
         if self.vgg_layer not in FEATURE_LAYERS:
             raise ValueError(f"unknown VGG16 layer {self.vgg_layer!r}; choose one of {', '.join(FEATURE_LAYERS)}")
+        if self.lambda_ssim < 0:
+            raise ValueError(f"lambda_ssim must be non-negative, got {self.lambda_ssim}")
         if self.lambda_perc < 0:
             raise ValueError(f"lambda_perc must be non-negative, got {self.lambda_perc}")
         if self.max_missing is not None and self.max_missing < 1:

@@ -80,7 +80,7 @@ class Framework:
         return discriminator_loss(real_scores, fake_scores)
 
     def g_loss(self, fake_scores: Tensor | None, image: Tensor, batch: Batch) -> dict[str, Tensor]:
-        return generator_loss(None, image, batch.target, self.config.lambda_l1)
+        return generator_loss(None, image, batch.target, self.config.lambda_l1, self.config.lambda_ssim)
 
     def validate(self, generator: nn.Module, val_set: Any, batch_size: int, amp: bool) -> dict[str, Any]:
         return validate(generator, val_set, self.device, batch_size, amp)
@@ -106,7 +106,7 @@ class Pix2Pix(Framework):
         return PatchGAN(model_config.in_channels + model_config.out_channels)
 
     def g_loss(self, fake_scores: Tensor | None, image: Tensor, batch: Batch) -> dict[str, Tensor]:
-        return generator_loss(fake_scores, image, batch.target, self.config.lambda_l1)
+        return generator_loss(fake_scores, image, batch.target, self.config.lambda_l1, self.config.lambda_ssim)
 
 
 class PGAN(Pix2Pix):
