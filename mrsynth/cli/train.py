@@ -32,7 +32,8 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "lr": ("train", "lr"), "lr_schedule": ("train", "lr_schedule"), "lambda_l1": ("train", "lambda_l1"),
     "lambda_ssim": ("train", "lambda_ssim"),
     "seed": ("train", "seed"), "crop": ("train", "crop"), "no_flip": ("train", "flip"),
-    "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"), "scale_aug": ("train", "scale"),
+    "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"),
+    "bias_aug": ("train", "bias"), "scale_aug": ("train", "scale"),
     "rotate_aug": ("train", "rotate"),
     "amp": ("train", "amp"), "val_every": ("train", "val_every"), "save_every": ("train", "save_every"),
     "log_every": ("train", "log_every"), "select_metric": ("train", "select_metric"),
@@ -94,6 +95,8 @@ def train_command(
     no_flip: bool = typer.Option(False, "--no-flip", help="Disable random left-right flips."),
     shift_aug: float = typer.Option(0.0, "--shift-aug", help="Misalignment augmentation: shift one random input by up to PX px."),
     gamma_aug: float = typer.Option(0.0, "--gamma-aug", help="Intensity augmentation: each input ** gamma, |log gamma| <= G (0.3 = TorchIO's default)."),
+    bias_aug: float = typer.Option(0.0, "--bias-aug", metavar="C", help="Bias-field augmentation: each input times "
+                                   "exp(cubic polynomial), coefficients |c| <= C (0.5 = TorchIO's default)."),
     scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2); uncovered field of view takes the background level."),
     rotate_aug: Optional[str] = typer.Option(None, "--rotate-aug", metavar="DEG", help="Rotation augmentation: rotate each slice in-plane by an angle drawn from [-DEG, DEG] degrees (0 to 180), in one resampling with --scale-aug; uncovered field of view takes the background level."),
     slice_range: Optional[str] = typer.Option(None, "--slice-range", help="Train only on axial indices A:B[,C:D] (e.g. 0:45)."),
@@ -141,7 +144,8 @@ def train_command(
             model_config = make_preset(preset, **options)
         config = TrainConfig(
             framework=framework, iters=iters, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-            lambda_l1=lambda_l1, lambda_ssim=lambda_ssim, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug, gamma=gamma_aug,
+            lambda_l1=lambda_l1, lambda_ssim=lambda_ssim, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug,
+            gamma=gamma_aug, bias=bias_aug,
             scale=_scale_range(scale_aug), rotate=_rotation(rotate_aug), amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
             lambda_perc=lambda_perc, vgg_layer=vgg_layer, vgg_weights=str(vgg_weights) if vgg_weights else None,
@@ -364,7 +368,7 @@ def _check_framework_options(ctx: typer.Context, config: TrainConfig, inputs: li
             raise InputError(_option_text(ctx, name), f"is an option of --framework {' or '.join(owners)}, not "
                              f"{config.framework}", "drop it or change --framework")
     if imputing:
-        for name in ("shift_aug", "gamma_aug"):
+        for name in ("shift_aug", "gamma_aug", "bias_aug"):
             if name in explicit and ctx.params[name]:
                 raise InputError(_option_text(ctx, name), "is not supported with --framework mmgan (it would bend "
                                  "only some contrasts of the set)", "drop it")

@@ -1,5 +1,5 @@
 """Training augmentation: in-plane zoom and rotation, brain-centred random crops, left-right flips, the
-misalignment shift and input gamma.
+misalignment shift, input bias fields and input gamma.
 
 Every random choice for one sample comes from a generator seeded by (run seed, stream position) (see
 ``sampling.py``), so a sample looks the same whatever worker, rank or restart produces it.
@@ -65,6 +65,33 @@ def random_gamma(image: torch.Tensor, max_log_gamma: float, generator: torch.Gen
     """
     gamma = float(torch.exp(torch.empty(()).uniform_(-max_log_gamma, max_log_gamma, generator=generator)))
     return image.clamp(min=0.0) ** gamma
+
+
+def random_bias_field(image: torch.Tensor, max_coefficient: float, generator: torch.Generator,
+                      order: int = 3) -> torch.Tensor:
+    """``image`` times a smooth multiplicative field ``exp(sum c_ij u^i v^j)``, i + j <= ``order``, with every
+    ``c_ij`` uniform in [-max_coefficient, max_coefficient] and (u, v) the slice's coordinates in [-1, 1]
+    (TorchIO's RandomBiasField, whose defaults are 0.5 and order 3), scaled so that the mean over the non-zero
+    voxels is unchanged; values stay in [0, 1] and the background stays 0.
+
+    Why: raw scans carry the receive coil's intensity inhomogeneity, which the BraTS training volumes had
+    corrected away (N4); a model that never saw it reads a bright corner as tissue contrast. The target is left
+    alone, so the model learns to synthesise the corrected image.
+    """
+    height, width = image.shape[-2:]
+    v = torch.linspace(-1.0, 1.0, height)[:, None]
+    u = torch.linspace(-1.0, 1.0, width)[None, :]
+    log_field = torch.zeros(height, width)
+    for i in range(order + 1):
+        for j in range(order + 1 - i):
+            coefficient = _uniform(generator, -max_coefficient, max_coefficient)
+            log_field = log_field + coefficient * u**i * v**j
+    field = torch.exp(log_field)
+    biased = image * field
+    tissue = image != 0
+    if tissue.any():
+        biased = biased * (image[tissue].sum() / biased[tissue].sum())
+    return biased.clamp(0.0, 1.0)
 
 
 def resample(stack: torch.Tensor, theta: list[list[float]], padding_mode: str = "zeros") -> torch.Tensor:
@@ -142,10 +169,10 @@ class AugmentedPairs(Dataset):
 
     def __init__(
         self, base: Any, seed: int, crop: int | None = None, flip: bool = True, shift_px: float = 0.0,
-        gamma: float = 0.0, scale: tuple[float, float] | None = None, rotate: float = 0.0,
+        gamma: float = 0.0, scale: tuple[float, float] | None = None, rotate: float = 0.0, bias: float = 0.0,
     ) -> None:
         self.base, self.seed, self.crop, self.flip, self.shift_px, self.gamma = base, seed, crop, flip, shift_px, gamma
-        self.scale, self.rotate = scale, rotate
+        self.scale, self.rotate, self.bias = scale, rotate, bias
 
     def __len__(self) -> int:
         return len(self.base)
@@ -161,6 +188,8 @@ class AugmentedPairs(Dataset):
             degrees = _uniform(generator, -self.rotate, self.rotate) if self.rotate > 0 else 0.0
             moved = zoom_rotate(torch.cat([x, y]), factor, degrees)
             x, y = moved[: x.shape[0]], moved[x.shape[0] :]
+        if self.bias > 0:  # on the whole slice, before the crop: the field spans the head, as a coil's does
+            x = torch.stack([random_bias_field(channel, self.bias, generator) for channel in x])
         if self.crop is not None:
             top, left = brain_crop_origin(x, self.crop, generator)
             x = x[:, top : top + self.crop, left : left + self.crop]

@@ -48,6 +48,7 @@ class TrainConfig:
     shift_px: float = 0.0  # misalignment augmentation: translate one random input by up to this many px
     gamma: float = 0.0  # input intensity augmentation: each input ** exp(U(-gamma, gamma)); 0 = off
     scale: tuple[float, float] | None = None  # in-plane zoom augmentation: factor ~ U(low, high); None = off
+    bias: float = 0.0  # input bias-field augmentation: max |coefficient| of the log-polynomial field; 0 = off
     rotate: float = 0.0  # in-plane rotation augmentation: angle ~ U(-rotate, rotate) degrees; 0 = off
     amp: bool = False
     val_every: int = 1000
@@ -83,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"shift must be non-negative, got {self.shift_px}")
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma augmentation must be in [0, 1] (max |log gamma|), got {self.gamma}")
+        if not 0 <= self.bias <= 2:
+            raise ValueError(f"bias-field augmentation must be in [0, 2] (max |coefficient|), got {self.bias}")
         if self.scale is not None:
             self.scale = (float(self.scale[0]), float(self.scale[1]))  # a resume state stores a JSON list
             if not 0.1 <= self.scale[0] <= self.scale[1] <= 4:

@@ -215,7 +215,7 @@ def _train(
     first_batch = [index for index, _ in sampler.batch_at(start)] if start < config.iters else []
     loader = DataLoader(
         AugmentedPairs(train_set, config.seed, config.crop, config.flip, config.shift_px, config.gamma, config.scale,
-                       config.rotate),
+                       config.rotate, config.bias),
         batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
     )
 
