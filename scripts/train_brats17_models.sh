@@ -74,6 +74,10 @@ run resunet "t1c,t2,flair->t1" t13-ssim 1500 --lambda-ssim 1 &
 run resunet "t1,t2,flair->t1c" t1c3-ssim 1500 --lambda-ssim 1 &
 run resunet "t1,t1c,t2->flair" flair3-ssim 1500 --lambda-ssim 1 &
 wait
+# the follow-up rule of the card: a -> t1 run that failed its rule again without input gamma augmentation
+run resunet "t2,flair->t1" t1-2in-ssim-g0 1500 --lambda-ssim 1 --gamma-aug 0 &
+run agi-net "t1,t2->flair" flair-agi-bias 1500 --bias-aug 0.5 &  # raw scans (issue 20; rule in the card)
+wait
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
