@@ -150,6 +150,22 @@ def test_parallel_train_command_adds_threads_unless_the_scale_sets_them(tmp_path
     assert argv("smoke", 2) == ["--resume"]
 
 
+def test_vgg_weights_are_looked_up_where_mrsynth_train_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pGAN is skipped only when neither --vgg-weights nor torchvision's cached file is there (no download tried)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from reproduce_paper import missing_vgg_weights
+
+    from mrsynth.training.vgg_weights import TORCHVISION_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reason = missing_vgg_weights(None)
+    assert reason is not None and str(tmp_path / "hub" / "checkpoints" / TORCHVISION_FILE) in reason
+    assert missing_vgg_weights(tmp_path / "given.safetensors") is None
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / TORCHVISION_FILE).write_bytes(b"cached")
+    assert missing_vgg_weights(None) is None
+
+
 def test_pgan_rows_without_vgg_weights_are_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No --vgg-weights and an empty torchvision cache (TORCH_HOME: an empty folder, so nothing is downloaded): the
     two pGAN rows say why they were not run, one warning says so, and the rest of Table 6 is trained and scored."""
