@@ -93,7 +93,7 @@ def _stop(processes: list[subprocess.Popen], log: Callable[[str], None]) -> None
     live = [p for p in processes if p.poll() is None]
     if not live:
         return
-    log(f"stopping {len(live)} training run(s) still in progress (each saves its resume state)")
+    log(f"stopping {len(live)} run(s) still in progress")
     for process in live:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)

@@ -539,8 +539,8 @@ def stopped(exc: KeyboardInterrupt) -> int:
     from mrsynth.cli.common import signal_exit_code, signal_word
 
     signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
-    print(f"error: {signal_word(signum)}: the training runs in progress were stopped (resume state saved); re-run "
-          "the same command to resume them", file=sys.stderr)
+    print(f"error: {signal_word(signum)}: the training runs in progress were stopped (those that had begun "
+          "training saved a resume state); re-run the same command to continue", file=sys.stderr)
     return signal_exit_code(signum)
 
 
