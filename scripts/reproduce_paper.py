@@ -5,11 +5,14 @@ Why a script and not a command: it is thin orchestration of the public CLI (``mr
 is called in this process (no interpreter and torch start-up per run); the recorded commands are the equivalent
 shell lines.
 
-    python scripts/reproduce_paper.py --data STORE --out DIR --scale {smoke,cpu,paper}
+    python scripts/reproduce_paper.py --data STORE --out DIR --scale {smoke,cpu,paper} [--jobs N]
 
 Scenario: (t1, t2)->pd when the store holds pd (the paper's IXI setting), else (t1, t2)->flair (BraTS).
 Resuming: a run whose ``RUN/reproduced.json`` exists is not retrained; a run with a resume state but no marker
 continues with ``mrsynth train --resume``; tables are always re-evaluated and rewritten (atomically).
+``--jobs N`` (N > 1) trains the unfinished runs N at a time first, each as ``python -m mrsynth train`` in its own
+process (scripts/parallel_training.py), then evaluates as above. pGAN rows are not run when no VGG16 weights are
+at hand (no ``--vgg-weights``, none in torchvision's cache): a download must not stall or fail the script.
 See docs/reproducing.md.
 """
 
@@ -23,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -30,10 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parallel_training import Job, JobFailed, Stopped, run_jobs
+
 DONE_MARKER = "reproduced.json"
 DEFAULT_STAGES = ("down1", "down2", "down3", "body", "up1")
 ALL_STAGES = ("down1", "down2", "down3", "body", "up1", "up2", "up3")
 METRICS = ("psnr", "ssim", "mae")
+NO_VGG = "not run: no VGG16 weights (give --vgg-weights)"
 
 # --- The paper's figures (agi-net.md), one place -------------------------------------------------------------
 # Tables 3, 4 and 6 are images in the paper; agi-net.md keeps their captions but not their cells, so only what its
@@ -262,6 +270,7 @@ class Reproduction:
     table_commands: list[str] = field(default_factory=list)  # those of the table being made
     trained: set[str] = field(default_factory=set)
     reused: set[str] = field(default_factory=set)
+    not_run: dict[str, str] = field(default_factory=dict)  # framework -> why its rows are not run (the cells say it)
 
     @property
     def scenario(self) -> str:
@@ -284,28 +293,64 @@ class Reproduction:
         return ["train", "--data", str(self.data), "--scenario", scenario, *run.options(), *extra, *pgan,
                 *self.scale.train, "--run-dir", str(self.run_dir(run)), "--json"]  # progress on stderr
 
-    def ensure_trained(self, run: Run) -> Path:
-        """Train ``run`` unless its marker says it finished; continue an interrupted one with ``--resume``."""
-        from mrsynth.io.atomic import atomic_output
+    def finished(self, run: Run) -> bool:
+        return (self.run_dir(run) / DONE_MARKER).exists()
+
+    def resumable(self, run: Run) -> bool:
         from mrsynth.training.trainer import RESUME_FILE
 
+        return (self.run_dir(run) / RESUME_FILE).exists()
+
+    def mark_finished(self, run: Run, resumed: bool, seconds: float) -> None:
+        """Write the marker, only after the run's `mrsynth train` exited 0 (an interrupted run has none)."""
+        from mrsynth.io.atomic import atomic_output
+
+        line = shlex.join(["mrsynth", *self.train_command(run)])
+        with atomic_output(self.run_dir(run) / DONE_MARKER, overwrite=True) as tmp:
+            tmp.write_text(json.dumps({"command": line, "resumed": resumed,
+                                       "seconds_this_call": round(seconds, 1)}) + "\n")
+        self.trained.add(run.name)
+
+    def ensure_trained(self, run: Run) -> Path:
+        """Train ``run`` unless its marker says it finished; continue an interrupted one with ``--resume``."""
         run_dir = self.run_dir(run)
         command = self.train_command(run)
-        line = self.record(command)
-        if (run_dir / DONE_MARKER).exists():
+        self.record(command)
+        if self.finished(run):
             if run.name not in self.trained:
                 self.reused.add(run.name)
             return run_dir / "best.safetensors"
-        resume = (run_dir / RESUME_FILE).exists()
+        resume = self.resumable(run)
         self.log(f"{'resuming' if resume else 'training'} {run.name}")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         call_cli(command + ["--resume"] * resume)
-        with atomic_output(run_dir / DONE_MARKER, overwrite=True) as tmp:
-            tmp.write_text(json.dumps({"command": line, "resumed": resume,
-                                       "seconds_this_call": round(time.monotonic() - started, 1)}) + "\n")
-        self.trained.add(run.name)
+        self.mark_finished(run, resume, time.monotonic() - started)
         return run_dir / "best.safetensors"
+
+    def subprocess_argv(self, run: Run, jobs: int) -> list[str]:
+        """``python -m mrsynth train ...`` for one of ``jobs`` parallel runs: the options of the sequential path,
+        ``--threads cores // jobs`` unless the scale sets it (a run's torch would take every core), ``--resume``
+        for an interrupted run."""
+        threads = [] if "--threads" in self.scale.train else ["--threads", str(max(1, (os.cpu_count() or 1) // jobs))]
+        return [sys.executable, "-m", "mrsynth", *self.train_command(run), *threads,
+                *["--resume"] * self.resumable(run)]
+
+    def train_in_parallel(self, runs: list[Run], jobs: int) -> None:
+        """Train the unfinished ``runs`` ``jobs`` at a time; the first failure stops the others (each saves its
+        resume state) and raises :class:`CommandFailed` for it."""
+        def job(run: Run) -> Job:
+            resume = self.resumable(run)
+            return Job(f"{'resuming' if resume else 'training'} {run.name}", self.subprocess_argv(run, jobs),
+                       lambda seconds: self.mark_finished(run, resume, seconds))
+
+        pending = [run for run in runs if not self.finished(run)]
+        planned = [job(run) for run in pending]
+        (self.out / "runs").mkdir(parents=True, exist_ok=True)
+        try:
+            run_jobs(planned, jobs, self.log)
+        except JobFailed as exc:
+            raise CommandFailed(self.train_command(pending[planned.index(exc.job)]), exc.code) from None
 
     def evaluate(self, checkpoints: list[Path], shift: str | None) -> tuple[dict[str, dict], dict[str, dict]]:
         """Score the checkpoints in one `mrsynth eval` call: summaries (or the shift curve) and paired tests,
@@ -344,10 +389,13 @@ def fmt(value: Any, digits: int = 2) -> str:
 
 
 def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[str]], list[str]]:
-    """Header, cells and the commands of one table (runs trained first, then one eval call)."""
+    """Header, cells and the commands of one table (runs trained first, then one eval call); a row whose framework
+    cannot run here (``rep.not_run``) is neither trained nor scored, and its metric cells say why."""
     rep.table_commands = []
-    checkpoints = [rep.ensure_trained(row.run) for row in table.rows]
-    scores, tests = rep.evaluate(checkpoints, table.shift)
+    runnable = [row for row in table.rows if row.run.framework not in rep.not_run]
+    trained = {row.run.name: rep.ensure_trained(row.run) for row in runnable}
+    checkpoints = [trained.get(row.run.name, Path()) for row in table.rows]
+    scores, tests = rep.evaluate(list(trained.values()), table.shift)
     paper = PAPER[table.name]
     labels = list(table.rows[0].labels)
     if table.name == "fig3":
@@ -383,8 +431,11 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
         if table.profile:
             prof = rep.profile(row.run)
             cell += [fmt(prof.get("params_m")), fmt(prof.get("gflops"))]
-        cell += [fmt(record.get(m, {}).get("mean")) for m in metric_cols]
-        cell += [fmt(record.get("n_slices")), fmt(tests.get(str(ckpt), {}).get("p_value"), 3)]
+        if row.run.framework in rep.not_run:
+            cell += [rep.not_run[row.run.framework]] * len(metric_cols) + ["", ""]
+        else:
+            cell += [fmt(record.get(m, {}).get("mean")) for m in metric_cols]
+            cell += [fmt(record.get("n_slices")), fmt(tests.get(str(ckpt), {}).get("p_value"), 3)]
         figures = paper.get(row.paper_key, {})
         cell += [figures.get(c, "") for c in paper_cols] + [figures.get("source", "")]
         cells.append(cell)
@@ -463,8 +514,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="test", help="store split the tables are scored on (default: test)")
     parser.add_argument("--only", default=None,
                         help="comma-separated subset of table3,table4,table5,table6,table7,fig3 (default: all)")
-    parser.add_argument("--vgg-weights", type=Path, default=None, help="VGG16 weights for pGAN (mrsynth train's)")
+    parser.add_argument("--vgg-weights", type=Path, default=None,
+                        help="VGG16 weights for pGAN (mrsynth train's); without them and without torchvision's "
+                             "cached file the pGAN rows are not run")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train N runs at a time, each in its own process with cores/N threads, before "
+                             "evaluating (default: 1, one after another in this process)")
     return parser.parse_args(argv)
+
+
+def missing_vgg_weights(vgg_weights: Path | None) -> str | None:
+    """Why pGAN cannot run here, or None: no ``--vgg-weights`` and no file where torchvision caches VGG16 (the
+    lookup mrsynth train makes before it would try a download, which this script must not depend on)."""
+    if vgg_weights is not None:
+        return None
+    from mrsynth.training.vgg_weights import torchvision_cache_file
+
+    cache = torchvision_cache_file()
+    return None if cache.is_file() else f"no --vgg-weights and no VGG16 weights in torchvision's cache ({cache})"
+
+
+def stopped(exc: KeyboardInterrupt) -> int:
+    """The one error line and the shell's exit code (130 Ctrl-C, 143 SIGTERM) after --jobs training was stopped."""
+    from mrsynth.cli.common import signal_exit_code, signal_word
+
+    signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    print(f"error: {signal_word(signum)}: the training runs in progress were stopped (those that had begun "
+          "training saved a resume state); re-run the same command to continue", file=sys.stderr)
+    return signal_exit_code(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(args.data, f"no subject in split {args.split!r}", "choose another --split")
         if args.vgg_weights is not None and not args.vgg_weights.is_file():
             raise InputError("--vgg-weights", f"{args.vgg_weights} is not a file")
+        if args.jobs < 1:
+            raise InputError("--jobs", f"{args.jobs} is not a number of runs at a time", "give 1 or more")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -495,8 +574,21 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--vgg-weights", str(args.vgg_weights)] if args.vgg_weights else []
     rep = Reproduction(args.data, args.out, scale, inputs, target, args.split, extra,
                        lambda message: print(message, file=sys.stderr, flush=True))
+    needs_pgan = any(row.run.framework == "pgan" for table in chosen for row in table.rows)
+    no_vgg = missing_vgg_weights(args.vgg_weights) if needs_pgan else None
+    if no_vgg:
+        rep.not_run["pgan"] = NO_VGG
+        print(f"warning: the pGAN rows are not run: {no_vgg}; give --vgg-weights FILE to run them", file=sys.stderr,
+              flush=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
+        if args.jobs > 1:
+            runs = dict.fromkeys(row.run for table in chosen for row in table.rows
+                                 if row.run.framework not in rep.not_run)
+            try:
+                rep.train_in_parallel(list(runs), args.jobs)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as Stopped: every child has stopped
+                return stopped(exc)
         for table in chosen:
             header, cells, commands = table_rows(rep, table)
             for path in write_table(rep, table, header, cells, commands, stamp):
@@ -509,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_output(args.out / "commands.sh", overwrite=True) as tmp:
         tmp.write_text("#!/bin/sh\n# every command behind the tables, in order\n" + "\n".join(rep.commands) + "\n")
     print(json.dumps({"scale": scale.name, "scenario": rep.scenario, "runs_trained": len(rep.trained),
-                      "runs_reused": len(rep.reused)}), flush=True)
+                      "runs_reused": len(rep.reused),
+                      "runs_not_run": len({row.run.name for table in chosen for row in table.rows
+                                           if row.run.framework in rep.not_run})}), flush=True)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,8 @@ def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> 
     first = run_script(*args)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout.splitlines()[-1])
-    assert summary == {"scale": "smoke", "scenario": "t1,t2->pd", "runs_trained": DISTINCT_RUNS, "runs_reused": 0}
+    assert summary == {"scale": "smoke", "scenario": "t1,t2->pd", "runs_trained": DISTINCT_RUNS, "runs_reused": 0,
+                       "runs_not_run": 0}
     for name in TABLES:
         rows = read_csv(out / "tables" / f"{name}.csv")
         assert len(rows) == ROWS[name], name
@@ -106,8 +108,89 @@ def test_interrupted_run_is_resumed(tmp_path: Path) -> None:
     assert json.loads(done.stdout.splitlines()[-1])["runs_trained"] == 2  # ResUnet resumed, AGI-Net trained
 
 
+def test_jobs_2_trains_each_run_in_its_own_process_then_writes_the_table(tmp_path: Path) -> None:
+    """--jobs 2 at smoke scale, Table 3 (4 distinct runs): the same table files as one run at a time, a marker in
+    every run dir, and commands.sh keeps the `mrsynth train` lines a user reruns (no --threads, no interpreter)."""
+    store = ixi_like_store(tmp_path / "store")
+    out = tmp_path / "out"
+    done = run_script("--data", str(store), "--out", str(out), "--scale", "smoke", "--only", "table3", "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["runs_trained"] == ROWS["table3"]
+    assert sorted(p.name for p in (out / "tables").iterdir()) == ["table3.csv", "table3.md"]
+    rows = read_csv(out / "tables" / "table3.csv")
+    assert len(rows) == ROWS["table3"] and all(np.isfinite(float(r["psnr"])) for r in rows)
+    assert done.stderr.count("2 at a time") == ROWS["table3"]  # each run started by the parallel path
+    trains = [line for line in (out / "commands.sh").read_text().splitlines() if line.startswith("mrsynth train")]
+    markers = [json.loads((out / "runs" / r["run"] / "reproduced.json").read_text()) for r in rows]
+    assert sorted(m["command"] for m in markers) == sorted(trains) and len(trains) == ROWS["table3"]
+    assert all(line.count("--threads") == 1 for line in trains)  # the smoke scale's own --threads 1 only
+
+
+def test_parallel_train_command_adds_threads_unless_the_scale_sets_them(tmp_path: Path) -> None:
+    """The subprocess is `python -m mrsynth` + the sequential path's train command, + --threads cores // jobs where
+    the scale leaves threads to torch (cpu), + --resume for an interrupted run."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from reproduce_paper import SCALES, Reproduction, Run
+
+    run = Run("agi-net", "l1")
+
+    def argv(scale: str, jobs: int) -> list[str]:
+        rep = Reproduction(tmp_path, tmp_path / "out", SCALES[scale], ["t1", "t2"], "pd", "test", [], print)
+        command = rep.train_command(run)
+        full = rep.subprocess_argv(run, jobs)
+        assert full[:3 + len(command)] == [sys.executable, "-m", "mrsynth", *command]
+        return full[3 + len(command):]
+
+    assert argv("cpu", 2) == ["--threads", str(max(1, (os.cpu_count() or 1) // 2))]
+    assert argv("cpu", 64) == ["--threads", "1"]
+    assert argv("smoke", 2) == []  # the smoke scale gives --threads 1 itself
+    resume = tmp_path / "out" / "runs" / run.name / "resume.safetensors"
+    resume.parent.mkdir(parents=True)
+    resume.write_bytes(b"")
+    assert argv("smoke", 2) == ["--resume"]
+
+
+def test_vgg_weights_are_looked_up_where_mrsynth_train_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pGAN is skipped only when neither --vgg-weights nor torchvision's cached file is there (no download tried)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from reproduce_paper import missing_vgg_weights
+
+    from mrsynth.training.vgg_weights import TORCHVISION_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reason = missing_vgg_weights(None)
+    assert reason is not None and str(tmp_path / "hub" / "checkpoints" / TORCHVISION_FILE) in reason
+    assert missing_vgg_weights(tmp_path / "given.safetensors") is None
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / TORCHVISION_FILE).write_bytes(b"cached")
+    assert missing_vgg_weights(None) is None
+
+
+def test_pgan_rows_without_vgg_weights_are_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --vgg-weights and an empty torchvision cache (TORCH_HOME: an empty folder, so nothing is downloaded): the
+    two pGAN rows say why they were not run, one warning says so, and the rest of Table 6 is trained and scored."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    store = ixi_like_store(tmp_path / "store")
+    out = tmp_path / "out"
+    done = run_script("--data", str(store), "--out", str(out), "--scale", "smoke", "--only", "table6")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["runs_not_run"] == 2
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "pGAN" in warnings[0] and "--vgg-weights" in warnings[0], done.stderr
+    rows = read_csv(out / "tables" / "table6.csv")
+    assert len(rows) == ROWS["table6"]
+    for row in rows:
+        if row["method"] == "pgan":
+            assert [row[m] for m in ("psnr", "ssim", "mae")] == ["not run: no VGG16 weights (give --vgg-weights)"] * 3
+        else:
+            assert np.isfinite(float(row["psnr"])), row
+    assert not list(out.glob("runs/pgan_*")) and "--framework pgan" not in (out / "commands.sh").read_text()
+    assert "not run: no VGG16 weights" in (out / "tables" / "table6.md").read_text()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--only", "table9"], "--only"),
+    (["--jobs", "0"], "--jobs"),
     (["--split", "train", "--vgg-weights", "{missing}"], "--vgg-weights"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, extra: list[str], message: str) -> None:
