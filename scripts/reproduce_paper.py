@@ -117,10 +117,10 @@ SCALES = {
          "the figures mean nothing")),
     "cpu": Scale(
         "cpu",
-        ("--preset", "tiny", "--iters", "3000", "--batch-size", "8", "--crop", "96", "--val-every", "500",
+        ("--preset", "tiny", "--iters", "1500", "--batch-size", "8", "--crop", "96", "--val-every", "500",
          "--save-every", "250", "--log-every", "50", "--device", "cpu"),
         "l1", ("--preset", "paper", "--size", "256"), ("--device", "cpu"),
-        "tiny preset (16-128), 3000 iterations of 8 crops of 96 px per run, L1 for Tables 3/4/5/7 and each "
+        "tiny preset (16-128), 1500 iterations of 8 crops of 96 px per run, L1 for Tables 3/4/5/7 and each "
         "framework's own losses for Table 6; see docs/reproducing.md for the hours"),
     "paper": Scale(
         "paper",
