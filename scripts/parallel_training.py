@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -113,17 +112,10 @@ def _stop(processes: list[subprocess.Popen], log: Callable[[str], None]) -> None
 def _stop_signals_raised() -> Iterator[None]:
     """While children run, SIGTERM and SIGHUP raise :class:`Stopped` in the caller (default: die at once and leave
     the children running). Main thread only, where Python delivers signals; an ignored signal stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from mrsynth.signals import signal_handlers
 
     def raise_stopped(signum: int, frame: object) -> None:
         raise Stopped(signum)
 
-    previous = {sig: signal.signal(sig, raise_stopped) for sig in HANGUP_LIKE
-                if signal.getsignal(sig) is not signal.SIG_IGN}
-    try:
+    with signal_handlers(HANGUP_LIKE, raise_stopped):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)

@@ -7,7 +7,6 @@ import functools
 import json
 import signal
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any, Callable, NoReturn, TypeVar
@@ -68,16 +67,10 @@ class _SignalGuard:
     def installed(self) -> Iterator[None]:
         """Install the handlers (main thread only: Python delivers signals there) and restore the old ones after.
         A signal that is ignored (``nohup``, a background job's Ctrl-C) stays ignored."""
-        if threading.current_thread() is not threading.main_thread():
+        from mrsynth.signals import signal_handlers
+
+        with signal_handlers(STOP_SIGNALS, self._raise):
             yield
-            return
-        previous = {sig: signal.signal(sig, self._raise) for sig in STOP_SIGNALS
-                    if signal.getsignal(sig) is not signal.SIG_IGN}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @contextlib.contextmanager
