@@ -18,6 +18,7 @@ often.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -73,21 +74,29 @@ def _box_mean(stack: np.ndarray) -> np.ndarray:
     return sums / (k * k)
 
 
+def ssim_map(x: Any, y: Any, box: Callable[[Any], Any], data_range: float = 1.0) -> Any:
+    """The SSIM map of two images or stacks, given ``box``, the 7x7 local mean over every fully-inside window.
+
+    Written once for numpy arrays (the reported metric, :func:`_box_mean`) and torch tensors (training's
+    differentiable SSIM term, ``avg_pool2d``), so that the loss optimises exactly the figure that is reported.
+    """
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    cov_norm = WIN_SIZE**2 / (WIN_SIZE**2 - 1.0)  # sample covariance, skimage's default
+    ux, uy = box(x), box(y)
+    vx = cov_norm * (box(x * x) - ux * ux)
+    vy = cov_norm * (box(y * y) - uy * uy)
+    vxy = cov_norm * (box(x * y) - ux * uy)
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
 def _ssim_stack(p: np.ndarray, t: np.ndarray, data_range: float) -> np.ndarray:
     """Per-slice SSIM of two float64 (N, H, W) stacks."""
     if p.shape[-1] < WIN_SIZE or p.shape[-2] < WIN_SIZE:
         raise ValueError(f"SSIM needs slices of at least {WIN_SIZE}x{WIN_SIZE}, got {p.shape[-2:]}")
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    cov_norm = WIN_SIZE**2 / (WIN_SIZE**2 - 1.0)  # sample covariance, skimage's default
     out = np.empty(p.shape[0], dtype=np.float64)
     for start in range(0, p.shape[0], _CHUNK):
-        x, y = p[start : start + _CHUNK], t[start : start + _CHUNK]
-        ux, uy = _box_mean(x), _box_mean(y)
-        vx = cov_norm * (_box_mean(x * x) - ux * ux)
-        vy = cov_norm * (_box_mean(y * y) - uy * uy)
-        vxy = cov_norm * (_box_mean(x * y) - ux * uy)
-        ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-        out[start : start + _CHUNK] = ssim_map.mean(axis=(1, 2))
+        chunk = ssim_map(p[start : start + _CHUNK], t[start : start + _CHUNK], _box_mean, data_range)
+        out[start : start + _CHUNK] = chunk.mean(axis=(1, 2))
     return out
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mrsynth.metrics import K1, K2, WIN_SIZE
+from mrsynth.metrics import WIN_SIZE, ssim_map
 
 
 def adversarial_loss(logits: Tensor, real: bool) -> Tensor:
@@ -49,21 +49,10 @@ def gradient_difference_loss(fake: Tensor, target: Tensor) -> Tensor:
 
 
 def ssim(fake: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
-    """Mean SSIM of (N, 1, H, W) batches, differentiable, with exactly the definition the metrics report
-    (:mod:`mrsynth.metrics`: 7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance, windows fully inside
-    the image), so that a loss on it optimises the figure validation and ``mrsynth eval`` measure."""
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    cov_norm = WIN_SIZE**2 / (WIN_SIZE**2 - 1.0)
-
-    def box(image: Tensor) -> Tensor:
-        return F.avg_pool2d(image, WIN_SIZE, stride=1)
-
-    ux, uy = box(fake), box(target)
-    vx = cov_norm * (box(fake * fake) - ux * ux)
-    vy = cov_norm * (box(target * target) - uy * uy)
-    vxy = cov_norm * (box(fake * target) - ux * uy)
-    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return ssim_map.mean()
+    """Mean SSIM of (N, 1, H, W) batches, differentiable: :func:`mrsynth.metrics.ssim_map`, the definition the
+    metrics report (7x7 uniform window, K1 = 0.01, K2 = 0.03, sample covariance, windows fully inside the image),
+    so that a loss on it optimises the figure validation and ``mrsynth eval`` measure."""
+    return ssim_map(fake, target, lambda image: F.avg_pool2d(image, WIN_SIZE, stride=1), data_range).mean()
 
 
 def generator_loss(fake_logits: Tensor | None, fake: Tensor, target: Tensor, lambda_l1: float,
