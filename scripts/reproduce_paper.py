@@ -574,8 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--vgg-weights", str(args.vgg_weights)] if args.vgg_weights else []
     rep = Reproduction(args.data, args.out, scale, inputs, target, args.split, extra,
                        lambda message: print(message, file=sys.stderr, flush=True))
-    needs_pgan = any(row.run.framework == "pgan" for table in chosen for row in table.rows)
-    no_vgg = missing_vgg_weights(args.vgg_weights) if needs_pgan else None
+    runs = dict.fromkeys(row.run for table in chosen for row in table.rows)  # distinct, in table order
+    no_vgg = missing_vgg_weights(args.vgg_weights) if any(run.framework == "pgan" for run in runs) else None
     if no_vgg:
         rep.not_run["pgan"] = NO_VGG
         print(f"warning: the pGAN rows are not run: {no_vgg}; give --vgg-weights FILE to run them", file=sys.stderr,
@@ -583,10 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     try:
         if args.jobs > 1:
-            runs = dict.fromkeys(row.run for table in chosen for row in table.rows
-                                 if row.run.framework not in rep.not_run)
             try:
-                rep.train_in_parallel(list(runs), args.jobs)
+                rep.train_in_parallel([run for run in runs if run.framework not in rep.not_run], args.jobs)
             except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP as Stopped: every child has stopped
                 return stopped(exc)
         for table in chosen:
@@ -602,8 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text("#!/bin/sh\n# every command behind the tables, in order\n" + "\n".join(rep.commands) + "\n")
     print(json.dumps({"scale": scale.name, "scenario": rep.scenario, "runs_trained": len(rep.trained),
                       "runs_reused": len(rep.reused),
-                      "runs_not_run": len({row.run.name for table in chosen for row in table.rows
-                                           if row.run.framework in rep.not_run})}), flush=True)
+                      "runs_not_run": sum(run.framework in rep.not_run for run in runs)}), flush=True)
     return 0
 
 

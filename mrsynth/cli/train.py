@@ -41,8 +41,8 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "max_missing": ("train", "max_missing"),
 }
 # Options that only one framework reads: given with another, they are refused rather than silently ignored.
-FRAMEWORK_OPTIONS: dict[str, str | tuple[str, ...]] = {
-    "lambda_perc": "pgan", "vgg_layer": "pgan", "vgg_weights": "pgan", "max_missing": "mmgan",
+FRAMEWORK_OPTIONS: dict[str, tuple[str, ...]] = {
+    "lambda_perc": ("pgan",), "vgg_layer": ("pgan",), "vgg_weights": ("pgan",), "max_missing": ("mmgan",),
     "lambda_ssim": ("l1", "pix2pix")}
 FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp"})
 CPU_RECIPE_FLAGS = "--preset tiny --crop 128 --batch-size 8 --framework l1"
@@ -363,7 +363,6 @@ def _check_framework_options(ctx: typer.Context, config: TrainConfig, inputs: li
                          if imputing else "mmgan trains one model for any missing contrast of a set",
                          "add --framework mmgan" if imputing else "write the set, e.g. t1,t1c,t2,flair->any")
     for name, owners in FRAMEWORK_OPTIONS.items():
-        owners = (owners,) if isinstance(owners, str) else owners
         if name in explicit and config.framework not in owners:
             raise InputError(_option_text(ctx, name), f"is an option of --framework {' or '.join(owners)}, not "
                              f"{config.framework}", "drop it or change --framework")
