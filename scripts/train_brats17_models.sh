@@ -68,15 +68,18 @@ run resunet "t1c,t2,flair->t1" t13-res 1500 &
 run resunet "t1,t1c,flair->t2" t23-res 1500 &
 wait
 # 6b. the same recipe plus an SSIM term (--lambda-ssim 1: loss L1 + (1 - SSIM)) for the four scenarios that missed
-#     the acceptance margins on validation, four runs side by side (rule in the card, "SSIM-term runs")
+#     the acceptance margins on validation, four runs side by side (rule in the card, "SSIM-term runs"). The
+#     -> flair, -> t1 and -> t1c models are bundled from these runs (replacing flair3, t13-res and t1c3-res, whose
+#     files stay in git history); (t2,flair)->t1 did not meet the rule, nor did its follow-up below.
 run resunet "t2,flair->t1" t1-2in-ssim 1500 --lambda-ssim 1 &
 run resunet "t1c,t2,flair->t1" t13-ssim 1500 --lambda-ssim 1 &
 run resunet "t1,t2,flair->t1c" t1c3-ssim 1500 --lambda-ssim 1 &
 run resunet "t1,t1c,t2->flair" flair3-ssim 1500 --lambda-ssim 1 &
 wait
-# the follow-up rule of the card: a -> t1 run that failed its rule again without input gamma augmentation
+# the follow-up rule of the card: a -> t1 run that failed its rule again without input gamma augmentation (options
+# given twice: the last wins), and a bias-field AGI-Net for raw scans (issue 20); neither met its rule
 run resunet "t2,flair->t1" t1-2in-ssim-g0 1500 --lambda-ssim 1 --gamma-aug 0 &
-run agi-net "t1,t2->flair" flair-agi-bias 1500 --bias-aug 0.5 &  # raw scans (issue 20; rule in the card)
+run agi-net "t1,t2->flair" flair-agi-bias 1500 --bias-aug 0.5 &
 wait
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
@@ -85,8 +88,8 @@ import sys
 from mrsynth.checkpoint import load_checkpoint, save_checkpoint
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
-           "flair3": "agi-net-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
-           "t1c3-res": "resunet-tiny-brats17-t1t2flair-t1c", "t13-res": "resunet-tiny-brats17-t1ct2flair-t1",
+           "flair3-ssim": "resunet-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
+           "t1c3-ssim": "resunet-tiny-brats17-t1t2flair-t1c", "t13-ssim": "resunet-tiny-brats17-t1ct2flair-t1",
            "t23-res": "resunet-tiny-brats17-t1t1cflair-t2"}
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")
