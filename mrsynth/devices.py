@@ -28,3 +28,17 @@ def resolve_device(device: str, local_rank: int | None = None) -> str:
                              "choose an index below the device count")
         return device
     raise InputError("--device", f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N")
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions natively here (AVX512-BF16 or AMX; ``ONEDNN_MAX_CPU_ISA`` counts).
+
+    Why it matters: elsewhere bfloat16 is emulated, and one training step of the tiny ResUnet measured 13x slower
+    than float32 under ``ONEDNN_MAX_CPU_ISA=AVX2`` (1.8x faster with AVX512-BF16), so CPU ``--amp`` is used only here.
+    """
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False

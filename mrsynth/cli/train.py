@@ -80,7 +80,7 @@ def train_command(
     lambda_l1: float = typer.Option(100.0, "--lambda-l1", help="Weight of L1 against the adversarial loss (pix2pix)."),
     lambda_ssim: float = typer.Option(0.0, "--lambda-ssim", help="l1, pix2pix: add this weight times (1 - SSIM) "
                                       "to the loss (SSIM as the metrics define it; 0 = off)."),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision (float16 autocast + grad scaling) on GPU."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision: float16 autocast + grad scaling on GPU; bfloat16 autocast on CPUs with AVX512-BF16 or AMX (float32 on other CPUs, where emulated bfloat16 is slower). CPU validation stays float32."),
     run_dir: Path = typer.Option(Path("runs/train"), "--run-dir", help="Checkpoints, resume state, log.csv, TensorBoard."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir exactly where it stopped "
                                 "(recipe options left out are the run's own; those given must match it)."),
@@ -121,7 +121,7 @@ def train_command(
     """
     import torch
 
-    from mrsynth.devices import resolve_device
+    from mrsynth.devices import cpu_has_fast_bfloat16, resolve_device
     from mrsynth.imputation import ANY_TARGET
     from mrsynth.models import ModelConfig
     from mrsynth.models import preset as make_preset
@@ -176,9 +176,10 @@ def train_command(
         heavy = _cpu_cost_warning(model_config, config, tuple(store.slice_size)) if on_cpu else None
         if heavy:
             _warn(heavy, quiet, as_json)
+        if config.amp and on_cpu and not cpu_has_fast_bfloat16():
+            _warn("--amp: this CPU has no native bfloat16 (AVX512-BF16 or AMX) and emulating it is slower than "
+                  "float32; training in float32", quiet, as_json)
     console = stderr_console(quiet or as_json)
-    if amp and not device.startswith("cuda") and not torch.cuda.is_available():
-        stderr_console(quiet).print("note: --amp needs a CUDA device; training in float32")
     result = train(model_config, train_set, val_set, run_dir, config, metadata, device=device, resume=resume,
                    workers=workers, console=console, on_event=emit_json if as_json else None)
     if not _is_main_rank():  # rank 0 reports for the whole run

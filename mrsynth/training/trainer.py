@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mrsynth.checkpoint import save_checkpoint
+from mrsynth.devices import cpu_has_fast_bfloat16
 from mrsynth.errors import InputError
 from mrsynth.io.atomic import atomic_output
 from mrsynth.models import ModelConfig, build_model
@@ -187,8 +188,9 @@ def _train(
     disc = disc.to(device) if disc is not None else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.adam_betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=config.adam_betas) if disc is not None else None
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    use_amp = config.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16()))
+    # float16 on GPUs needs loss scaling; bfloat16 on CPUs keeps float32's exponent range and needs none.
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
 
     start, best, best_record = 0, None, None
     if state is not None:
@@ -253,7 +255,8 @@ def _train(
     stop = _StopFlag()
     iteration = start
     t0 = time.perf_counter()
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else nullcontext
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else nullcontext
     with stop.installed(), progress_ctx as progress:
         generator.train()
         for iteration, (x, y) in enumerate(loader, start=start):
@@ -266,7 +269,7 @@ def _train(
                         group["lr"] = lr
             batch = framework.prepare(x, y, iteration)
             with autocast():
-                fake = framework.output(g_train(batch.x), batch)
+                fake = framework.output(g_train(batch.x), batch).float()  # losses in float32 under --amp
             step_losses: dict[str, torch.Tensor] = {}
             fake_logits = None
             if disc is not None and d_train is not None and opt_d is not None:

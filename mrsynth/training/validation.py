@@ -19,6 +19,7 @@ def validate(model: nn.Module, dataset: Any, device: torch.device, batch_size: i
     """
     model.eval()
     preds, truths, inputs = [], [], []
+    # CPU validation stays float32 under --amp: it selects the checkpoint, so it must match `mrsynth eval`.
     autocast = torch.autocast("cuda", dtype=torch.float16) if amp and device.type == "cuda" else nullcontext()
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
