@@ -81,6 +81,13 @@ wait
 run resunet "t2,flair->t1" t1-2in-ssim-g0 1500 --lambda-ssim 1 --gamma-aug 0 &
 run agi-net "t1,t2->flair" flair-agi-bias 1500 --bias-aug 0.5 &
 wait
+# 6c. longer runs (4000 iterations, cosine over 4000) in bfloat16 (--amp: this CPU has AVX512-BF16; validation stays
+#     float32) for the three scenarios still short of the acceptance margins (rule in the card, "Longer bfloat16
+#     runs"); -> t1c with a heavier SSIM term, the margin it misses
+run resunet "t2,flair->t1" t1-2in-long 4000 --lambda-ssim 1 --amp &
+run resunet "t1c,t2,flair->t1" t13-long 4000 --lambda-ssim 1 --amp &
+run resunet "t1,t2,flair->t1c" t1c3-long 4000 --lambda-ssim 2 --amp &
+wait
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
