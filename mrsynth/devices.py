@@ -33,8 +33,9 @@ def resolve_device(device: str, local_rank: int | None = None) -> str:
 def cpu_has_fast_bfloat16() -> bool:
     """Whether oneDNN runs bfloat16 convolutions natively here (AVX512-BF16 or AMX; ``ONEDNN_MAX_CPU_ISA`` counts).
 
-    Why it matters: elsewhere bfloat16 is emulated, and one training step of the tiny ResUnet measured 13x slower
-    than float32 under ``ONEDNN_MAX_CPU_ISA=AVX2`` (1.8x faster with AVX512-BF16), so CPU ``--amp`` is used only here.
+    Why it matters: elsewhere bfloat16 is emulated, and a training step of the tiny ResUnet or AGI-Net measured
+    8-13x slower than float32 under ``ONEDNN_MAX_CPU_ISA=AVX2`` (1.4-1.9x faster with AVX512-BF16;
+    benchmarks/train_step_precision.py), so CPU ``--amp`` autocasts only where this is true.
     """
     import torch
 
