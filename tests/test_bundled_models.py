@@ -44,7 +44,9 @@ def test_the_t1_t2_default_is_a_brats_model_with_holdout_figures() -> None:
     from mrsynth.hub.registry import default_entry
 
     scenarios = {entry(name)["scenario"] for name in BRATS if entry(name)["default"]}
-    assert {"t1,t2->flair"} <= scenarios
+    # Table 2's three scenarios and "any one of the four BraTS contrasts missing", each with a default
+    assert scenarios == {"t1,t2->flair", "t2,flair->t1", "t1,flair->t2", "t1,t2,flair->t1c", "t1,t1c,t2->flair",
+                         "t1,t1c,flair->t2", "t1c,t2,flair->t1"}
     assert len(BRATS) >= 2
     assert default_entry(["t1", "t2"])["name"] in BRATS
 

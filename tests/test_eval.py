@@ -381,3 +381,32 @@ def test_store_path_and_synthesize_plus_nifti_path_agree_on_the_holdout(shared_d
     assert a["n_slices"] == b["n_slices"] == 129
     for metric in ("psnr", "ssim", "mae"):
         assert a[metric]["mean"] == pytest.approx(b[metric]["mean"], rel=1e-5), metric
+
+
+def test_paper_table_too_wide_for_the_terminal_becomes_one_row_per_model_and_scenario():
+    """Seven scenarios side by side need about 300 columns; in 80 the wide layout folded every header into single
+    letters. The long layout keeps each scenario whole on its row, in the paper's order, with the same cells."""
+    from rich.console import Console
+
+    from mrsynth.evaluation.tables import paper_table
+
+    scenarios = ["t1,t2->flair", "t1c,t2,flair->t1", "t1,flair->t2", "t2,flair->t1", "t1,t2,flair->t1c",
+                 "t1,t1c,t2->flair", "t1,t1c,flair->t2"]
+    rng = np.random.default_rng(4)
+    summaries = [{"model": f"model-{i}", "scenario": s, **{m: {"mean": rng.uniform(20, 95), "std": rng.uniform(0, 5)}
+                                                         for m in ("psnr", "ssim", "mae")}}
+                 for i, s in enumerate(scenarios)]
+    wide = paper_table(summaries, "brats")
+    assert len(wide.columns) == 1 + 3 * len(scenarios)
+    assert paper_table(summaries, "brats", width=400).columns[1].header == wide.columns[1].header
+    narrow = paper_table(summaries, "brats", width=80)
+    console = Console(width=80, record=True)
+    console.print(narrow)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if "->" in line]
+    assert [next(s for s in scenarios if f" {s} " in row) for row in rows] == [
+        "t2,flair->t1", "t1,flair->t2", "t1,t2->flair", "t1c,t2,flair->t1", "t1,t2,flair->t1c", "t1,t1c,t2->flair",
+        "t1,t1c,flair->t2"]  # Table 2's three first, then the others in order of appearance
+    first = summaries[3]  # t2,flair->t1
+    assert f"{first['psnr']['mean']:.2f} ± {first['psnr']['std']:.2f}" in rows[0] and "model-3" in rows[0]

@@ -134,7 +134,7 @@ def _eval_store(data: Path, checkpoints: List[str], dataset: Optional[str], spli
 
     title = f"{data} ({split}, {main[0]['n_subjects']} subject(s))"
     title += f", layout of {dataset.upper()}" if dataset else ""
-    console.print(paper_table(main, dataset, title))
+    console.print(paper_table(main, dataset, title, width=console.width))
     if tests:
         console.print(paired_table(tests))
     if shifted:

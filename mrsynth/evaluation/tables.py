@@ -30,8 +30,43 @@ def _cell(stats: dict[str, float] | None, metric: str, with_std: bool) -> str:
 
 
 def paper_table(summaries: Sequence[dict[str, Any]], dataset: str | None = None, title: str | None = None,
-                with_std: bool = True) -> Any:
-    """Rows = models, column groups = scenarios (Tables 1-2); cells are mean ± std over slices."""
+                with_std: bool = True, width: int | None = None) -> Any:
+    """Rows = models, column groups = scenarios (Tables 1-2); cells are mean ± std over slices.
+
+    Given the console's ``width``, a table wider than it (many scenarios, e.g. every bundled BraTS model at once)
+    becomes :func:`long_table` instead, whose rows fit an 80-column terminal instead of folding into letters.
+    """
+    table = _wide_table(summaries, dataset, title, with_std)
+    if width is not None and _natural_width(table) > width:
+        return long_table(summaries, dataset, title, with_std)
+    return table
+
+
+def long_table(summaries: Sequence[dict[str, Any]], dataset: str | None = None, title: str | None = None,
+               with_std: bool = True) -> Any:
+    """One row per model and scenario, scenarios in the paper's order: the same cells as :func:`paper_table`."""
+    from rich.table import Table
+
+    order = {scenario: i for i, scenario in enumerate(scenario_order([s["scenario"] for s in summaries], dataset))}
+    table = Table(title=title, show_lines=False)
+    table.add_column("Scenario", no_wrap=True)
+    table.add_column("Model", overflow="fold")
+    for metric in METRICS:
+        table.add_column(HEADERS[metric], justify="right", no_wrap=True)
+    for record in sorted(summaries, key=lambda r: order[r["scenario"]]):  # stable: models keep their order
+        table.add_row(record["scenario"], record["model"], *(_cell(record[m], m, with_std) for m in METRICS))
+    return table
+
+
+def _natural_width(table: Any) -> int:
+    """The width ``table`` takes when nothing has to wrap."""
+    from rich.console import Console
+
+    console = Console(width=100_000)
+    return console.measure(table).maximum
+
+
+def _wide_table(summaries: Sequence[dict[str, Any]], dataset: str | None, title: str | None, with_std: bool) -> Any:
     from rich.table import Table
 
     scenarios = scenario_order([s["scenario"] for s in summaries], dataset)
