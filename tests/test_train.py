@@ -225,9 +225,10 @@ def _tiny(arch: str = "agi-net") -> ModelConfig:
     return ModelConfig(arch=arch, widths=(8, 16, 16, 32), groups=4)
 
 
-def test_resume_after_interrupt_is_bitwise_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("amp", [False, True], ids=["float32", "amp"])  # amp: bfloat16 where the CPU has it
+def test_resume_after_interrupt_is_bitwise_identical(tmp_path: Path, amp: bool) -> None:
     config = TrainConfig(framework="pix2pix", iters=6, batch_size=2, lr=1e-3, crop=24, shift_px=1.0, scale=(0.6, 1.1), rotate=20.0,
-                         val_every=3, save_every=100, log_every=1, lr_schedule="cosine")
+                         val_every=3, save_every=100, log_every=1, lr_schedule="cosine", amp=amp)
     data, val = PhantomPairs(6, 32, seed=0), PhantomPairs(2, 32, seed=1)
     straight = train(_tiny(), data, val, tmp_path / "a", config, phantom_metadata(), device="cpu")
     assert straight.iteration == 6 and not straight.interrupted
