@@ -422,9 +422,9 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
     header += [f"paper_{c}" for c in paper_cols] + ["paper_source"]
     cells = []
     for row, ckpt in zip(table.rows, checkpoints):
-        if table.shift:
+        if table.shift:  # the curve also holds the unperturbed level 0: the table's figure is its largest shift
             curve = scores["curves"].get(str(ckpt), {})
-            record = next(iter(curve.values()), {})
+            record = curve[max(curve)] if curve else {}
         else:
             record = scores["main"].get(str(ckpt), {})
         cell = [*row.labels.values(), row.run.name]

@@ -69,8 +69,15 @@ def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> 
     params = [float(r["params_m"]) for r in table5]
     assert all(float(r["flops_g"]) > 0 for r in table5 + read_csv(out / "tables" / "table7.csv"))
     assert params[1] > params[2] > params[3] > params[4] > params[5] > params[0]  # the paper's ordering, measured
-    fig3 = read_csv(out / "tables" / "fig3.csv")[0]
+    fig3_rows = read_csv(out / "tables" / "fig3.csv")
+    fig3 = fig3_rows[0]
     assert [k for k in fig3 if k.startswith("psnr_")] == [f"psnr_{x:g}px" for x in np.arange(0, 3.01, 0.5)]
+    # Table 4 is scored at a 3-px shift: its ResUnet and AGI-Net rows are Fig. 3's 3-px points of the same runs
+    # (same seeded shift directions), not their unshifted figures (the curve's level 0)
+    table4 = {r["run"]: r for r in read_csv(out / "tables" / "table4.csv")}
+    for row in fig3_rows:
+        assert table4[row["run"]]["psnr"] == row["psnr_3px"] and table4[row["run"]]["ssim"] == row["ssim_3px"]
+    assert any(row["psnr_3px"] != row["psnr_0px"] for row in fig3_rows)
     table6 = read_csv(out / "tables" / "table6.csv")
     assert [(r["method"], r["network"]) for r in table6] == [
         (f, n) for f in ("pix2pix", "pgan", "mmgan", "medsynth") for n in ("ResUnet", "AGI-Net")]
