@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mrsynth.errors import InputError
 
 
@@ -43,3 +45,15 @@ def cpu_has_fast_bfloat16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN
         return False
+
+
+def autocast_dtype(device_type: str) -> Any:
+    """What ``--amp`` autocasts to on a device of this type: float16 on CUDA (with loss scaling), bfloat16 on a CPU
+    that runs it natively, else None (train in float32): the one place that decides, for the trainer and the CLI."""
+    import torch
+
+    if device_type == "cuda":
+        return torch.float16
+    if device_type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16
+    return None

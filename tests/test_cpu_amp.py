@@ -48,10 +48,8 @@ def test_amp_on_cpu_runs_in_bfloat16_close_to_float32(tmp_path: Path) -> None:
 def test_amp_on_a_cpu_without_bfloat16_trains_float32_and_says_so(tmp_path: Path, monkeypatch) -> None:
     """Emulated bfloat16 is slower than float32, so there --amp warns and the run is float32 bit for bit."""
     import mrsynth.devices
-    import mrsynth.training.trainer
 
-    monkeypatch.setattr(mrsynth.devices, "cpu_has_fast_bfloat16", lambda: False)
-    monkeypatch.setattr(mrsynth.training.trainer, "cpu_has_fast_bfloat16", lambda: False)
+    monkeypatch.setattr(mrsynth.devices, "cpu_has_fast_bfloat16", lambda: False)  # autocast_dtype asks it
     store = make_store(tmp_path / "store")
     full = _train(store, tmp_path / "fp32")
     mixed = _train(store, tmp_path / "amp", "--amp", warning="no native bfloat16")

@@ -121,7 +121,7 @@ def train_command(
     """
     import torch
 
-    from mrsynth.devices import cpu_has_fast_bfloat16, resolve_device
+    from mrsynth.devices import autocast_dtype, resolve_device
     from mrsynth.imputation import ANY_TARGET
     from mrsynth.models import ModelConfig
     from mrsynth.models import preset as make_preset
@@ -176,7 +176,7 @@ def train_command(
         heavy = _cpu_cost_warning(model_config, config, tuple(store.slice_size)) if on_cpu else None
         if heavy:
             _warn(heavy, quiet, as_json)
-        if config.amp and on_cpu and not cpu_has_fast_bfloat16():
+        if config.amp and on_cpu and autocast_dtype("cpu") is None:
             _warn("--amp: this CPU has no native bfloat16 (AVX512-BF16 or AMX) and emulating it is slower than "
                   "float32; training in float32", quiet, as_json)
     console = stderr_console(quiet or as_json)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mrsynth.checkpoint import save_checkpoint
-from mrsynth.devices import cpu_has_fast_bfloat16
+from mrsynth.devices import autocast_dtype
 from mrsynth.errors import InputError
 from mrsynth.io.atomic import atomic_output
 from mrsynth.models import ModelConfig, build_model
@@ -188,9 +188,10 @@ def _train(
     disc = disc.to(device) if disc is not None else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=config.adam_betas)
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=config.adam_betas) if disc is not None else None
-    use_amp = config.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bfloat16()))
-    # float16 on GPUs needs loss scaling; bfloat16 on CPUs keeps float32's exponent range and needs none.
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
+    amp_dtype = autocast_dtype(device.type) if config.amp else None
+    use_amp = amp_dtype is not None
+    # float16 needs loss scaling; bfloat16 keeps float32's exponent range and needs none.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     start, best, best_record = 0, None, None
     if state is not None:
@@ -255,7 +256,6 @@ def _train(
     stop = _StopFlag()
     iteration = start
     t0 = time.perf_counter()
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else nullcontext
     with stop.installed(), progress_ctx as progress:
         generator.train()
