@@ -6,9 +6,9 @@ the brain voxels of the training slices) and scores it with the protocol of ``mr
 validation slices and, optionally, on other stores (a holdout). Outside the brain (no input non-zero) the
 prediction is 0. One JSON line per evaluated split, with the slice mean and the per-subject means.
 
-    python scripts/regression_baseline.py --data STORE --scenario t1,t2->flair
-    python scripts/regression_baseline.py --data STORE --scenario t1,t2->flair --eval HOLDOUT_STORE:test
-    python scripts/regression_baseline.py --data STORE --scenario t1,t2->flair \
+    python scripts/regression_baseline.py --data STORE --scenario 't1,t2->flair'
+    python scripts/regression_baseline.py --data STORE --scenario 't1,t2->flair' --eval HOLDOUT_STORE:test
+    python scripts/regression_baseline.py --data STORE --scenario 't1,t2->flair' \
         --slice-range 0:55,85:155 --val-split train --val-slice-range 62:78
 """
 

@@ -10,7 +10,7 @@ same slices in the zoom's single resampling (every angle at every zoom), so rota
 validation slices as well.
 Metrics are those of ``mrsynth.metrics`` over the scan's own slice, without the store's zero padding.
 
-    python scripts/zoomed_validation.py --data pd_store --scenario t1,t2->pd --fit-slices 0:30 \
+    python scripts/zoomed_validation.py --data pd_store --scenario 't1,t2->pd' --fit-slices 0:30 \
         --val-slices 30:45 --checkpoint run_A/last.safetensors --checkpoint run_B/last.safetensors
     python scripts/zoomed_validation.py ... --scales 1 --angles 0,10,20,30
 """
