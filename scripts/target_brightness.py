@@ -11,7 +11,9 @@ script measures both halves of that argument on a slice store, one JSON line per
 - ``kind: "subject"``: for each validation subject and each candidate (the per-voxel quadratic regression of
   ``regression_baseline.py`` and every ``--model``): slice-mean PSNR as ``mrsynth eval`` reports it, the one
   least-squares factor over the subject's brain voxels that best matches the target, and the PSNR after that
-  factor (clipped to [0, 1]). The factor uses the target, so the second PSNR is a diagnosis, never a result.
+  factor (clipped to [0, 1]). The factor uses the target, so the second PSNR is a diagnosis, never a result. With
+  it, the median of the candidate's own non-zero output: were factor x median the same for every subject, dividing
+  the output by its own median would fix the brightness without the target.
 
     python scripts/target_brightness.py --data STORE --scenario 't2,flair->t1' --model resunet-tiny-brats17-t2flair-t1
 """
@@ -83,9 +85,11 @@ def subject_records(val: Any, candidates: dict[str, np.ndarray], x: np.ndarray, 
         for label, pred in candidates.items():
             factor = best_factor(pred[keep], y[keep], brain)
             scaled = np.clip(pred[keep] * factor, 0.0, 1.0)
+            output = pred[keep][pred[keep] > 0]
             records.append({"kind": "subject", "subject": subject, "candidate": label,
                             "psnr": round(float(slice_metrics(pred[keep], y[keep])["psnr"].mean()), 3),
                             "factor": round(factor, 4),
+                            "output_median": round(float(np.median(output)), 4) if output.size else None,
                             "psnr_after_factor": round(float(slice_metrics(scaled, y[keep])["psnr"].mean()), 3)})
     return records
 
