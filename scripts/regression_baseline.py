@@ -54,15 +54,20 @@ def predict(coef: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.clip(np.where((x != 0).any(axis=1), pred, 0.0), 0.0, 1.0)
 
 
+def subject_ids(dataset: Any) -> np.ndarray:
+    """The subject of each item of a (possibly subset-wrapped) SliceDataset, in item order."""
+    base = getattr(dataset, "dataset", dataset)
+    positions = getattr(dataset, "indices", range(len(dataset)))
+    return np.asarray([base.index[i][0] for i in positions])
+
+
 def score(coef: np.ndarray, dataset: Any) -> dict[str, Any]:
     """Slice means over the dataset and per subject (report units: dB, %, x100)."""
     from mrsynth.metrics import slice_metrics, summarize
 
     x, y = stack(dataset)
     values = slice_metrics(predict(coef, x), y[:, 0])
-    base = getattr(dataset, "dataset", dataset)
-    positions = getattr(dataset, "indices", range(len(dataset)))
-    subjects = np.asarray([base.index[i][0] for i in positions])
+    subjects = subject_ids(dataset)
     per_subject = {}
     for subject in sorted(set(subjects)):
         keep = subjects == subject

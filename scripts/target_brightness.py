@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from regression_baseline import fit, predict, stack  # noqa: E402
+from regression_baseline import fit, predict, stack, subject_ids  # noqa: E402
 
 
 def best_factor(pred: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> float:
@@ -76,8 +76,7 @@ def target_record(store: Any, inputs: list[str], target: str) -> dict[str, Any]:
 def subject_records(val: Any, candidates: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:
     from mrsynth.metrics import slice_metrics
 
-    base = getattr(val, "dataset", val)
-    subjects = np.asarray([base.index[i][0] for i in getattr(val, "indices", range(len(val)))])
+    subjects = subject_ids(val)
     records = []
     for subject in sorted(set(subjects)):
         keep = subjects == subject

@@ -31,4 +31,4 @@ def write_store(path: Path, subjects: dict[str, tuple[np.ndarray, str]], **entry
 
 def write_padded_store(path: Path, slices: np.ndarray, slice_indices: list[int], **entry: Any) -> Path:
     """One training subject ``subj``; ``slices``: (n, 3, H, W) float32, already padded to the store's slice size."""
-    return write_store(path, {"subj": (slices, "train")}, **{"slice_indices": list(slice_indices), **entry})
+    return write_store(path, {"subj": (slices, "train")}, slice_indices=list(slice_indices), **entry)
