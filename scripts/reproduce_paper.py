@@ -180,6 +180,7 @@ class Row:
     labels: dict[str, str]
     run: Run
     paper_key: str
+    baseline: Run | None = None  # Table 6 pairs each AGI-Net generator with the same framework's ResUnet
 
 
 @dataclass
@@ -214,11 +215,15 @@ def tables(base: str) -> list[Table]:
               for n in (1, 2, 4, 8, 16)],
         ], profile=True),
         Table("table6", "Table 6: ResUnet and AGI-Net as the generator of other frameworks", [
-            Row({"method": f, "network": label}, Run(arch, f), f"{f}/{key}")
+            Row({"method": f, "network": label}, Run(arch, f), f"{f}/{key}",
+                baseline=Run("resunet", f) if arch == "agi-net" else None)
             for f in ("pix2pix", "pgan", "mmgan", "medsynth")
             for label, arch, key in (("ResUnet", "resunet", "resunet"), ("AGI-Net", "agi-net", "agi"))
         ], notes=[("mmgan is trained for any one of the scenario's contrasts missing and scored on the scenario's "
-                   "target.")]),
+                   "target."),
+                  ("psnr_gain_vs_resunet, p_psnr_vs_resunet: the AGI-Net generator against the ResUnet generator "
+                   "of the same framework (mean per-slice PSNR difference, Wilcoxon signed-rank p), the "
+                   "comparison the paper's Table 6 makes.")]),
         Table("table7", "Table 7: which stages are replaced by CAGR (n = 8)", [
             Row({"stages": "+".join(ALL_STAGES[:k]) or "none"},
                 resunet if k == 0 else Run("agi-net", base, stages=ALL_STAGES[:k]), str(k)) for k in range(8)
@@ -352,9 +357,11 @@ class Reproduction:
         except JobFailed as exc:
             raise CommandFailed(self.train_command(pending[planned.index(exc.job)]), exc.code) from None
 
-    def evaluate(self, checkpoints: list[Path], shift: str | None) -> tuple[dict[str, dict], dict[str, dict]]:
-        """Score the checkpoints in one `mrsynth eval` call: summaries (or the shift curve) and paired tests,
-        keyed by checkpoint path (an mmgan checkpoint is scored on this scenario's target)."""
+    def evaluate(self, checkpoints: list[Path], shift: str | None
+                 ) -> tuple[dict[str, dict], dict[tuple[str, str], dict]]:
+        """Score the checkpoints in one `mrsynth eval` call: summaries (or the shift curve) keyed by checkpoint
+        path, and the PSNR paired tests keyed by (path a, path b) in both orders, ``mean_diff`` being b - a (an
+        mmgan checkpoint is scored on this scenario's target)."""
         unique = list(dict.fromkeys(str(c) for c in checkpoints))
         command = ["eval", "--data", str(self.data), "--split", self.split, *[a for c in unique for a in ("-c", c)],
                    *self.scale.eval, "--quiet", "--json"]
@@ -369,11 +376,12 @@ class Reproduction:
         for r in records:
             if r.get("kind") == "shift" and r.get("model") in by_label:
                 curves.setdefault(by_label[r["model"]], {})[float(r["shift_px"])] = r
-        tests = {}
-        first = chosen.get(unique[0], {}).get("model")
+        tests: dict[tuple[str, str], dict] = {}
         for r in records:
-            if r.get("kind") == "paired_test" and r.get("a") == first and r.get("metric") == "psnr":
-                tests[by_label.get(r["b"], "")] = r
+            if r.get("kind") == "paired_test" and r.get("metric") == "psnr" and {r["a"], r["b"]} <= by_label.keys():
+                a, b = by_label[r["a"]], by_label[r["b"]]
+                tests[(a, b)] = r
+                tests[(b, a)] = {**r, "mean_diff": -r["mean_diff"]}
         return {"main": chosen, "curves": curves}, tests
 
     def profile(self, run: Run) -> dict[str, Any]:
@@ -415,6 +423,9 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
     if table.profile:
         header += ["params_m", "flops_g"]
     header += [*metric_cols, "n_slices", "p_psnr_vs_row1"]
+    paired = any(row.baseline for row in table.rows)
+    if paired:
+        header += ["psnr_gain_vs_resunet", "p_psnr_vs_resunet"]
     paper_cols = ["params_m", "flops_g"] * table.profile + (["psnr", "ssim"] if table.name in ("table5",) else
                                                              ["psnr"] if table.name == "table7" else
                                                              ["psnr_gain"] if table.name == "table4" else
@@ -432,10 +443,15 @@ def table_rows(rep: Reproduction, table: Table) -> tuple[list[str], list[list[st
             prof = rep.profile(row.run)
             cell += [fmt(prof.get("params_m")), fmt(prof.get("gflops"))]
         if row.run.framework in rep.not_run:
-            cell += [rep.not_run[row.run.framework]] * len(metric_cols) + ["", ""]
+            cell += [rep.not_run[row.run.framework]] * len(metric_cols) + ["", ""] + ["", ""] * paired
         else:
             cell += [fmt(record.get(m, {}).get("mean")) for m in metric_cols]
-            cell += [fmt(record.get("n_slices")), fmt(tests.get(str(ckpt), {}).get("p_value"), 3)]
+            row1_test = tests.get((str(checkpoints[0]), str(ckpt)), {})
+            cell += [fmt(record.get("n_slices")), fmt(row1_test.get("p_value"), 3)]
+            if paired:
+                base = str(trained.get(row.baseline.name, "")) if row.baseline else ""
+                test = tests.get((base, str(ckpt)), {})
+                cell += [fmt(test.get("mean_diff")), fmt(test.get("p_value"), 3)]
         figures = paper.get(row.paper_key, {})
         cell += [figures.get(c, "") for c in paper_cols] + [figures.get("source", "")]
         cells.append(cell)

@@ -81,6 +81,13 @@ def test_smoke_writes_every_table_and_a_rerun_trains_nothing(tmp_path: Path) -> 
     table6 = read_csv(out / "tables" / "table6.csv")
     assert [(r["method"], r["network"]) for r in table6] == [
         (f, n) for f in ("pix2pix", "pgan", "mmgan", "medsynth") for n in ("ResUnet", "AGI-Net")]
+    # each AGI-Net generator is paired with its own framework's ResUnet (not with row 1): the mean per-slice
+    # difference is the difference of the two rows' slice means, up to the tables' rounding
+    for resunet_row, agi_row in zip(table6[::2], table6[1::2]):
+        assert resunet_row["p_psnr_vs_resunet"] == resunet_row["psnr_gain_vs_resunet"] == ""
+        assert 0 <= float(agi_row["p_psnr_vs_resunet"]) <= 1
+        gain = float(agi_row["psnr_gain_vs_resunet"])
+        assert abs(gain - (float(agi_row["psnr"]) - float(resunet_row["psnr"]))) < 0.016, agi_row["method"]
 
     checkpoints = sorted(out.glob("runs/*/best.safetensors"))
     assert len(checkpoints) == DISTINCT_RUNS
