@@ -91,6 +91,9 @@ run resunet "t2,flair->t1" t1-2in-long 4000 --lambda-ssim 1 --amp &
 run resunet "t1c,t2,flair->t1" t13-long 4000 --lambda-ssim 1 --amp &
 run resunet "t1,t2,flair->t1c" t1c3-long 4000 --lambda-ssim 2 --amp &
 wait
+# 6d. raw scans (issue 20): input gamma up to |log g| = 0.7 (rule in the card, "Wide-gamma run")
+run agi-net "t1,t2->flair" flair-agi-gamma07 1500 --gamma-aug 0.7 --amp &
+wait
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
