@@ -94,6 +94,8 @@ wait
 # 6d. raw scans (issue 20): input gamma up to |log g| = 0.7 (rule in the card, "Wide-gamma run")
 run agi-net "t1,t2->flair" flair-agi-gamma07 1500 --gamma-aug 0.7 --amp &
 wait
+# 6e. (t1,t2,flair)->t1c with the light widths (rule in the card, "Light -> t1c run"); two threads, alone
+run resunet "t1,t2,flair->t1c" t1c3-light 4000 --lambda-ssim 2 --amp --preset light --threads 2
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
