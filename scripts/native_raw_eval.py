@@ -12,6 +12,7 @@ subjects of a slice store (its train and val splits) and applied to the same mas
 
     python scripts/native_raw_eval.py --data ../shared/data/native-raw --store /tmp/store17b
     python scripts/native_raw_eval.py --data ... --store ... --model agi-net-tiny-brats17-t1t2-flair --n4
+    python scripts/native_raw_eval.py ... --n4-reference   # also against the real FLAIR after N4 (a diagnostic)
 
 The store: ``mrsynth preprocess --dataset brats --root ../shared/data/brats-style --root ../shared/data/brats2018
 --out STORE --split 14,3,0 --seed 0``.
@@ -66,16 +67,21 @@ def scaled(image: sitk.Image, brain: np.ndarray) -> np.ndarray:
 
 
 def compare(candidate: np.ndarray, truth: np.ndarray, brain: np.ndarray) -> dict[str, float]:
-    """Pearson r over the brain voxels and mean slice SSIM (%) over the slices with brain."""
+    """Pearson r over the brain voxels and mean slice SSIM (%) over the slices with brain; ``slice_r``, the mean
+    of each such slice's own r, is blind to how brightness changes from slice to slice (a coil's through-plane
+    bias field in the reference counts against ``r`` but not against it)."""
     keep = brain.mean(axis=(1, 2)) >= MIN_BRAIN
     ssim = slice_metrics(candidate[keep], truth[keep])["ssim"]
     r = float(np.corrcoef(candidate[brain], truth[brain])[0, 1])
-    return {"r": round(r, 4), "ssim": round(100 * float(ssim.mean()), 2), "slices": int(keep.sum())}
+    slice_r = [np.corrcoef(candidate[k][brain[k]], truth[k][brain[k]])[0, 1] for k in np.flatnonzero(keep)]
+    return {"r": round(r, 4), "ssim": round(100 * float(ssim.mean()), 2), "slices": int(keep.sum()),
+            "slice_r": round(float(np.nanmean(slice_r)), 4)}
 
 
 def evaluate(session: Path, model: str | None, coef: np.ndarray, n4: bool, skull_strip: bool,
-             out_dir: Path, register: bool = False, tta: bool = False) -> dict[str, Any]:
+             out_dir: Path, register: bool = False, tta: bool = False, n4_reference: bool = False) -> dict[str, Any]:
     from mrsynth.inference import Synthesizer
+    from mrsynth.pipeline.bias import n4 as correct
     from mrsynth.pipeline.brainmask import apply_mask
     from mrsynth.pipeline.brainmask import skull_strip as deepbet_mask
 
@@ -92,18 +98,20 @@ def evaluate(session: Path, model: str | None, coef: np.ndarray, n4: bool, skull
     t2 = read_volume(inputs["t2"])
     t2 = resample_to(t2, t1, register_rigid(t1, t2) if register else None)  # as the synthesis saw it
     if n4:  # the inputs the model saw, so the regression and the inputs themselves are scored on them too
-        from mrsynth.pipeline.bias import n4 as correct
-
         t1, t2 = (correct(apply_mask(image, mask), mask) for image in (t1, t2))
     truth = scaled(real_flair_on(session, t1), brain)
     x = np.stack([normalize(np.where(brain, sitk.GetArrayFromImage(to_canonical(image)), 0.0),
                             synthesizer.metadata["normalization"])[0] for image in (t1, t2)], axis=1)
     candidates = {"synthesis": scaled(result.image, brain), "t1": scaled(t1, brain), "t2": scaled(t2, brain),
                   "regression": scaled(_image(predict(coef, x), to_canonical(t1)), brain)}
-    return {"session": session.name, "model": synthesizer.checkpoint.stem, "skull_strip": skull_strip, "n4": n4,
-            "register": register, "tta": tta,
-            "stages": result.stages, "seconds": round(seconds, 1),
-            **{name: compare(values, truth, brain) for name, values in candidates.items()}}
+    record = {"session": session.name, "model": synthesizer.checkpoint.stem, "skull_strip": skull_strip, "n4": n4,
+              "register": register, "tta": tta,
+              "stages": result.stages, "seconds": round(seconds, 1),
+              **{name: compare(values, truth, brain) for name, values in candidates.items()}}
+    if n4_reference:  # a diagnostic beside the protocol: the real FLAIR carries its own coil bias field
+        reference = scaled(correct(apply_mask(real_flair_on(session, t1), mask), mask), brain)
+        record["n4_reference"] = {name: compare(values, reference, brain) for name, values in candidates.items()}
+    return record
 
 
 def _image(values: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -121,6 +129,8 @@ def main() -> None:
     parser.add_argument("--register", action="store_true", help="register the T2W to the T1W (mrsynth --register)")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--no-skull-strip", action="store_true", help="raw inputs (still scored inside the mask)")
+    parser.add_argument("--n4-reference", action="store_true",
+                        help="also score every candidate against the real FLAIR after N4 (key n4_reference)")
     parser.add_argument("--out-dir", default="/tmp/native-raw-eval")
     args = parser.parse_args()
     out_dir = Path(args.out_dir)
@@ -128,7 +138,7 @@ def main() -> None:
     coef = regression_coefficients(args.store)
     for session in sorted(p for p in Path(args.data).iterdir() if p.is_dir()):
         print(json.dumps(evaluate(session, args.model, coef, args.n4, not args.no_skull_strip, out_dir, args.register,
-                                  args.tta)), flush=True)
+                                  args.tta, args.n4_reference)), flush=True)
 
 
 if __name__ == "__main__":
