@@ -99,7 +99,8 @@ def evaluate(session: Path, model: str | None, coef: np.ndarray, n4: bool, skull
     t2 = resample_to(t2, t1, register_rigid(t1, t2) if register else None)  # as the synthesis saw it
     if n4:  # the inputs the model saw, so the regression and the inputs themselves are scored on them too
         t1, t2 = (correct(apply_mask(image, mask), mask) for image in (t1, t2))
-    truth = scaled(real_flair_on(session, t1), brain)
+    flair = real_flair_on(session, t1)
+    truth = scaled(flair, brain)
     x = np.stack([normalize(np.where(brain, sitk.GetArrayFromImage(to_canonical(image)), 0.0),
                             synthesizer.metadata["normalization"])[0] for image in (t1, t2)], axis=1)
     candidates = {"synthesis": scaled(result.image, brain), "t1": scaled(t1, brain), "t2": scaled(t2, brain),
@@ -109,7 +110,7 @@ def evaluate(session: Path, model: str | None, coef: np.ndarray, n4: bool, skull
               "stages": result.stages, "seconds": round(seconds, 1),
               **{name: compare(values, truth, brain) for name, values in candidates.items()}}
     if n4_reference:  # a diagnostic beside the protocol: the real FLAIR carries its own coil bias field
-        reference = scaled(correct(apply_mask(real_flair_on(session, t1), mask), mask), brain)
+        reference = scaled(correct(apply_mask(flair, mask), mask), brain)
         record["n4_reference"] = {name: compare(values, reference, brain) for name, values in candidates.items()}
     return record
 
