@@ -96,6 +96,10 @@ run agi-net "t1,t2->flair" flair-agi-gamma07 1500 --gamma-aug 0.7 --amp &
 wait
 # 6e. (t1,t2,flair)->t1c with the light widths (rule in the card, "Light -> t1c run"); two threads, alone
 run resunet "t1,t2,flair->t1c" t1c3-light 4000 --lambda-ssim 2 --amp --preset light --threads 2
+# 6f. the two -> t1 scenarios with the light widths (rule in the card, "Light -> t1 runs"), side by side
+run resunet "t1c,t2,flair->t1" t13-light 2500 --lambda-ssim 1 --amp --preset light &
+run resunet "t2,flair->t1" t1-2in-light 2500 --lambda-ssim 1 --amp --preset light &
+wait
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'
