@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exact recipe of the bundled BraTS models (weights/*-tiny-brats17-*), from the 17 training subjects of
+# The exact recipe of the bundled BraTS models (weights/*-brats17-*), from the 17 training subjects of
 # shared/data (brats-style/ + brats2018/); holdout/ is never read here.
 #
 # CPU only, one thread per run. Measured on a shared 2-core machine: the two (t1,t2)->flair runs side by side took
@@ -94,7 +94,8 @@ wait
 # 6d. raw scans (issue 20): input gamma up to |log g| = 0.7 (rule in the card, "Wide-gamma run")
 run agi-net "t1,t2->flair" flair-agi-gamma07 1500 --gamma-aug 0.7 --amp &
 wait
-# 6e. (t1,t2,flair)->t1c with the light widths (rule in the card, "Light -> t1c run"); two threads, alone
+# 6e. (t1,t2,flair)->t1c with the light widths (rule in the card, "Light -> t1c run"); two threads, alone. Higher
+#     than t1c3-long in both validation means: its best checkpoint replaces it as the bundled -> t1c model
 run resunet "t1,t2,flair->t1c" t1c3-light 4000 --lambda-ssim 2 --amp --preset light --threads 2
 # 6f. the two -> t1 scenarios with the light widths (rule in the card, "Light -> t1 runs"), side by side
 run resunet "t1c,t2,flair->t1" t13-light 2500 --lambda-ssim 1 --amp --preset light &
@@ -108,7 +109,7 @@ from mrsynth.checkpoint import load_checkpoint, save_checkpoint
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
            "flair3-ssim": "resunet-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
-           "t1c3-long": "resunet-tiny-brats17-t1t2flair-t1c", "t13-long": "resunet-tiny-brats17-t1ct2flair-t1",
+           "t1c3-light": "resunet-light-brats17-t1t2flair-t1c", "t13-long": "resunet-tiny-brats17-t1ct2flair-t1",
            "t23-res": "resunet-tiny-brats17-t1t1cflair-t2"}
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")

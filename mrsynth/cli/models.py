@@ -12,7 +12,7 @@ NUMERIC = ("size MB", "PSNR dB", "SSIM %", "MAE x100")
 COLUMNS = ("name", "scenario", "arch", "source", *NUMERIC, "default", "licence")
 ESSENTIAL = ("name", "scenario", "PSNR dB", "SSIM %", "default")
 OPTIONAL_BY_PRIORITY = ("MAE x100", "source", "size MB", "arch", "licence")
-SHORT_HEADERS = {"PSNR dB": "PSNR", "SSIM %": "SSIM", "default": "def."}
+SHORT_HEADERS = {"PSNR dB": "PSNR", "SSIM %": "SSIM", "default": "def"}
 """Headers for a terminal too narrow for the essential columns under their full names (80 columns and the
 registry's longest names): the units are in `--help` and the JSON keys, the model names must not lose a letter."""
 
