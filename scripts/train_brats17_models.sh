@@ -95,7 +95,8 @@ wait
 run agi-net "t1,t2->flair" flair-agi-gamma07 1500 --gamma-aug 0.7 --amp &
 wait
 # 6e. (t1,t2,flair)->t1c with the light widths (rule in the card, "Light -> t1c run"); two threads, alone. Higher
-#     than t1c3-long in both validation means: its best checkpoint replaces it as the bundled -> t1c model
+#     than t1c3-long in both validation means, but not bundled: beside the light t13-light model of step 6f, whose
+#     validation gain is larger, it would take the bundled weights past the 40 MB budget
 run resunet "t1,t2,flair->t1c" t1c3-light 4000 --lambda-ssim 2 --amp --preset light --threads 2
 # 6f. the two -> t1 scenarios with the light widths (rule in the card, "Light -> t1 runs"), side by side.
 #     t13-light was higher than t13-long in both validation means and replaces it; t1-2in-light was not
@@ -110,7 +111,7 @@ from mrsynth.checkpoint import load_checkpoint, save_checkpoint
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
            "flair3-ssim": "resunet-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
-           "t1c3-light": "resunet-light-brats17-t1t2flair-t1c", "t13-light": "resunet-light-brats17-t1ct2flair-t1",
+           "t1c3-long": "resunet-tiny-brats17-t1t2flair-t1c", "t13-light": "resunet-light-brats17-t1ct2flair-t1",
            "t23-res": "resunet-tiny-brats17-t1t1cflair-t2"}
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")

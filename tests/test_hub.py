@@ -87,6 +87,13 @@ def test_bundled_weights_are_registered_and_within_the_size_budget():
         assert (REPO / "weights" / name).stat().st_size <= 10 * 2**20, name
 
 
+def test_bundled_weights_together_stay_within_40_mb():
+    """The BraTS data issue's budget for every bundled checkpoint together (the wheel carries them all), in decimal
+    megabytes: a third light-width model, for instance, does not fit beside the PD and (t1c, t2, flair) -> t1 ones."""
+    total = sum(p.stat().st_size for p in (REPO / "weights").glob("*.safetensors"))
+    assert total <= 40_000_000, f"{total / 1e6:.2f} MB"
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"sha256": "abc"}, "sha256 must be 64"),
     ({"scenario": "t1,t3->pd"}, "unknown contrast"),
