@@ -11,9 +11,12 @@ script measures both halves of that argument on a slice store, one JSON line per
 - ``kind: "subject"``: for each validation subject and each candidate (the per-voxel quadratic regression of
   ``regression_baseline.py`` and every ``--model``): slice-mean PSNR as ``mrsynth eval`` reports it, the one
   least-squares factor over the subject's brain voxels that best matches the target, and the PSNR after that
-  factor (clipped to [0, 1]). The factor uses the target, so the second PSNR is a diagnosis, never a result. With
-  it, the median of the candidate's own non-zero output: were factor x median the same for every subject, dividing
-  the output by its own median would fix the brightness without the target.
+  factor (clipped to [0, 1]), and the same two for SSIM (%): what is left once brightness is taken out is the
+  structure the candidate gets wrong. The factor uses the target, so the figures after it are a diagnosis, never
+  a result. With it, the median of the candidate's own non-zero output: were factor x median the same for every
+  subject, dividing the output by its own median would fix the brightness without the target (what a checkpoint
+  with a ``target_median`` does, :mod:`mrsynth.data.target_median`; such a model is scored here as ``eval``
+  scores it, standardised per subject).
 
     python scripts/target_brightness.py --data STORE --scenario 't2,flair->t1' --model resunet-tiny-brats17-t2flair-t1
 """
@@ -85,11 +88,14 @@ def subject_records(val: Any, candidates: dict[str, np.ndarray], x: np.ndarray, 
             factor = best_factor(pred[keep], y[keep], brain)
             scaled = np.clip(pred[keep] * factor, 0.0, 1.0)
             output = pred[keep][pred[keep] > 0]
+            scored, corrected = slice_metrics(pred[keep], y[keep]), slice_metrics(scaled, y[keep])
             records.append({"kind": "subject", "subject": subject, "candidate": label,
-                            "psnr": round(float(slice_metrics(pred[keep], y[keep])["psnr"].mean()), 3),
+                            "psnr": round(float(scored["psnr"].mean()), 3),
+                            "ssim": round(100 * float(scored["ssim"].mean()), 3),
                             "factor": round(factor, 4),
                             "output_median": round(float(np.median(output)), 4) if output.size else None,
-                            "psnr_after_factor": round(float(slice_metrics(scaled, y[keep])["psnr"].mean()), 3)})
+                            "psnr_after_factor": round(float(corrected["psnr"].mean()), 3),
+                            "ssim_after_factor": round(100 * float(corrected["ssim"].mean()), 3)})
     return records
 
 
@@ -126,9 +132,17 @@ def measure(argv: list[str] | None) -> int:
         from mrsynth.evaluation.models import predict_slices
         from mrsynth.hub.resolve import resolve_model
 
+        from mrsynth.data.target_median import target_median, to_target_median
+
+        subjects = subject_ids(val)
         for spec in args.model:
-            model, _ = load_checkpoint(resolve_model(spec))
-            candidates[spec] = predict_slices(model.eval(), x)
+            model, meta = load_checkpoint(resolve_model(spec))
+            pred = predict_slices(model.eval(), x)
+            if target_median(meta) is not None:
+                for subject in set(subjects):
+                    keep = subjects == subject
+                    pred[keep] = to_target_median(pred[keep], x[keep], target_median(meta))
+            candidates[spec] = pred
     for record in subject_records(val, candidates, x, y[:, 0]):
         print(json.dumps({"scenario": args.scenario, **record}), flush=True)
     return 0

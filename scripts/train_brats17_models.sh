@@ -113,6 +113,8 @@ wait
 python - "$WORK" <<'PY'
 import sys
 from mrsynth.checkpoint import load_checkpoint, save_checkpoint
+from mrsynth.data.store import SliceStore
+from mrsynth.data.target_median import training_target_median
 work = sys.argv[1]
 bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net-tiny-brats17-t1t2-flair",
            "flair3-ssim": "resunet-tiny-brats17-t1t1ct2-flair", "t2-2in": "agi-net-tiny-brats17-t1flair-t2",
@@ -121,6 +123,10 @@ bundled = {"flair-res": "resunet-tiny-brats17-t1t2-flair", "flair-agi": "agi-net
 for run, name in bundled.items():
     model, meta = load_checkpoint(f"{work}/runs/{run}/best.safetensors")
     meta["training"].pop("store", None)
+    if run == "t13-light":  # output median standardisation (the card's rule "Output median standardisation")
+        scenario = meta["scenario"]
+        meta["target_median"] = training_target_median(SliceStore(f"{work}/store17"), scenario["inputs"],
+                                                       scenario["target"])
     save_checkpoint(f"weights/{name}.safetensors", model, meta, dtype="float16")
 # (t2,flair)->t1: the mean of the t1-2in-long run's best and last weights (the card's weight-average follow-up),
 # averaged in float64; the metadata is the best checkpoint's, its trainer validation replaced by what was averaged

@@ -64,6 +64,7 @@ def test_script_finds_the_planted_brightness(store: Path) -> None:
     assert (row["subject"], row["candidate"]) == ("val0", "regression")
     assert abs(row["factor"] - PLANTED) < 2e-3  # the store keeps float32 slices; the fit is exact up to rounding
     assert row["psnr_after_factor"] > row["psnr"] + 10
+    assert row["ssim_after_factor"] > row["ssim"]  # the planted factor costs SSIM too (its luminance term)
     assert 0 < row["output_median"] < 1
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mrsynth.errors import InputError
-from mrsynth.evaluation.models import EvalModel, predict_slices
+from mrsynth.evaluation.models import EvalModel, predict_subject
 from mrsynth.evaluation.perturb import shift_channel, shift_vectors, slice_key
 from mrsynth.metrics import METRICS, brain_slices, slice_metrics
 
@@ -116,7 +116,7 @@ def evaluate_case(
                 channel = names.index(evaluation.perturb_input)
                 inputs = shift_channel(inputs, channel, shift_vectors(level, keys, seed))
             for model in models:
-                pred = predict_slices(model.model, inputs, batch_size, device)
+                pred = predict_subject(model, inputs, batch_size, device)
                 evaluation.results[(model.label, level)].extend(subject, kept, slice_metrics(pred, truths[model.label]))
 
 

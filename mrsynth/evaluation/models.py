@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mrsynth.data.background import outside_inputs_to_zero
+from mrsynth.data.target_median import target_median, to_target_median
 from mrsynth.errors import InputError
 
 
@@ -114,3 +115,12 @@ def predict_slices(model: Any, inputs: np.ndarray, batch_size: int = 16, device:
             pred = model(batch.to(device))[:, 0].clamp_(0.0, 1.0)
             out[start : start + batch_size] = pred.float().cpu().numpy()
     return outside_inputs_to_zero(out, inputs)
+
+
+def predict_subject(model: EvalModel, inputs: np.ndarray, batch_size: int = 16, device: str = "cpu") -> np.ndarray:
+    """:func:`predict_slices` over one subject's scored slices, then, for a checkpoint with a ``target_median``,
+    the volume's standardisation (:mod:`mrsynth.data.target_median`) over those slices, as ``synthesize`` does
+    over the whole volume."""
+    pred = predict_slices(model.model, inputs, batch_size, device)
+    median = target_median(model.metadata)
+    return pred if median is None else to_target_median(pred, inputs, median)

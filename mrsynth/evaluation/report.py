@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mrsynth.data.target_median import median_factor, target_median
 from mrsynth.errors import InputError
 from mrsynth.evaluation.engine import SliceResults
 from mrsynth.evaluation.models import EvalModel, predict_slices
@@ -148,8 +149,7 @@ def render_panels(
         inputs = {c: stack[store.channel(c)] for c in reference.inputs}
         preds = {}
         for model in shown:
-            x = stack[[store.channel(c) for c in model.inputs]][None]
-            pred = predict_slices(model.model, x, 1, device)[0]
+            pred = panel_prediction(store, model, pick, stack, device)
             score = f"{psnr(pred, truth):.2f} dB, {to_report_units('ssim', ssim(pred, truth)):.2f} %"
             preds[f"{model.label} ({score})"] = pred
         brain = bool(brain_slices(stack[[store.channel(c) for c in reference.inputs]][None])[0])
@@ -158,3 +158,17 @@ def render_panels(
         figure = panel_figure(inputs, truth, preds, roi, title)
         written.append(save_figure(figure, report_dir / pick.filename, overwrite))
     return written
+
+
+def panel_prediction(store: Any, model: EvalModel, pick: FigurePick, stack: np.ndarray, device: str) -> np.ndarray:
+    """The model's synthesis of the picked slice (``stack``: its (C, H, W) contrasts), as the metrics score it: for
+    a checkpoint with a ``target_median``, scaled by the factor of the subject's scored slices."""
+    channels = [store.channel(c) for c in model.inputs]
+    pred = predict_slices(model.model, stack[channels][None], 1, device)[0]
+    median = target_median(model.metadata)
+    if median is None:
+        return pred
+    slices = np.asarray(store.slices(pick.subject)[:, channels], dtype=np.float32)
+    scored = slices[brain_slices(slices)]
+    factor = median_factor(predict_slices(model.model, scored, 16, device), scored, median)
+    return np.clip(pred * np.float32(factor), 0.0, 1.0)

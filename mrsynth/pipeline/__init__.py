@@ -2,8 +2,9 @@
 
 check (:mod:`.request`) -> read (:mod:`.read`, :mod:`.checks`) -> align (:mod:`.align`) -> brain mask
 (:mod:`.brainmask`) -> bias field (:mod:`.bias`, ``--n4``) -> canonical order and the model's voxel size in-plane
-(:mod:`.spacing`) -> normalise (:mod:`.normalise`) -> slices (:mod:`.slices`) -> model (:mod:`.model`) -> restore
-(:mod:`.restore`) -> write (:mod:`.write`); :mod:`.batch` runs it subject after subject.
+(:mod:`.spacing`) -> normalise (:mod:`.normalise`) -> slices (:mod:`.slices`) -> model (:mod:`.model`) -> output
+median (:mod:`mrsynth.data.target_median`, for checkpoints that ask for it) -> restore (:mod:`.restore`) -> write
+(:mod:`.write`); :mod:`.batch` runs it subject after subject.
 
 The command line, batch mode and the Python API (:mod:`mrsynth.inference`) all call the same ``run_pipeline``.
 Volume reading, resampling, registration and writing live in :mod:`mrsynth.io` (they serve preprocessing too). A

@@ -1,7 +1,7 @@
 """The pipeline itself: one subject through every stage, in order, each one a call into its own module.
 
-    check -> read -> align -> mask -> n4 -> resample -> normalise -> slices -> model -> restore
-          -> match-intensity -> write -> preview
+    check -> read -> align -> mask -> n4 -> resample -> normalise -> slices -> model -> target-median
+          -> restore -> match-intensity -> write -> preview
 
 The command line (one subject and batch mode) and the Python API (:func:`mrsynth.synthesize`,
 :class:`mrsynth.inference.Synthesizer`) all come here, so they cannot drift apart. A stage with nothing to do
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
+from mrsynth.data.target_median import target_median, to_target_median
 from mrsynth.pipeline.align import align
 from mrsynth.pipeline.brainmask import apply_mask, brain_mask
 from mrsynth.pipeline.checks import identical_inputs, swapped_t1_t2, training_mismatch
@@ -124,6 +125,11 @@ def run_pipeline(
     synthesis = predict(model.model, stack, device=model.device, batch_size=model.batch_size, tta=model.tta,
                         slice_size=model.slice_size, progress=progress)
     stages.append("model")
+
+    median = target_median(model.metadata)
+    if median is not None:  # the checkpoint replaces the output's global level by its training targets' mean
+        synthesis = to_target_median(synthesis, stack, median)
+        stages.append("target-median")
 
     foreground = input_foreground(aligned, model.inputs)
     image = restore(synthesis, working, canonical_reference, volumes[reference], foreground=foreground,
