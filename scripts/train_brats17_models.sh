@@ -108,6 +108,9 @@ wait
 run resunet "t1,t2,flair->t1c" t1c3-g0 2000 --lambda-ssim 2 --gamma-aug 0 --amp &
 run resunet "t1,t2,flair->t1c" t1c3-ssim4 2000 --lambda-ssim 4 --amp &
 wait
+# 6h. (t2,flair)->t1 trained on targets of one median, outputs standardised to it (rule in the card,
+#     "Target-median training run")
+run resunet "t2,flair->t1" t1-2in-median 3000 --lambda-ssim 1 --amp --target-median --threads 2
 
 # 7. the bundled files: best validation checkpoint, float16, without the local store path
 python - "$WORK" <<'PY'

@@ -130,3 +130,76 @@ def test_synthesize_standardises_the_whole_volume_and_says_so(demo_case):
     factor = MEDIAN / np.median(before[foreground].astype(np.float64))
     assert abs(factor - 1) > 0.05  # the random model's own level is not already the target median
     np.testing.assert_allclose(after, np.clip(before * factor, 0.0, 1.0), rtol=1e-4, atol=1e-6)
+
+
+# -- training on targets of one median (mrsynth train --target-median) ---------------------------------------------
+
+def bright_store(tmp_path: Path) -> Path:
+    """Four subjects whose targets share structure but not brightness (0.5x to 1.1x), three to train."""
+    rng = np.random.default_rng(4)
+    subjects = {}
+    for i, split in enumerate(["train", "train", "train", "val"]):
+        slices = disc_inputs(rng, n=4, size=32, channels=3)
+        slices[:, 2] = (0.2 + 0.5 * slices[:, 0]) * (0.5 + 0.2 * i) * slices[:, :2].any(axis=1)
+        subjects[f"s{i}"] = (slices, split)
+    return write_store(tmp_path / "store", subjects)
+
+
+def test_training_targets_are_scaled_to_one_median_and_validation_targets_are_not(tmp_path: Path):
+    from mrsynth.training.data import store_datasets
+
+    store, train, val = store_datasets(str(bright_store(tmp_path)), ["t1", "t2"], "pd", target_median=True)
+    value = training_target_median(store, ["t1", "t2"], "pd")["value"]
+    by_subject: dict[str, list[np.ndarray]] = {}
+    for i, subject in enumerate(train.dataset.index[j][0] for j in train.indices):
+        x, y = train[i]
+        by_subject.setdefault(subject, []).append(y[0][x.any(0)].numpy())
+    assert len(by_subject) == 3
+    for values in by_subject.values():  # each subject's scaled target has the common median
+        assert abs(np.median(np.concatenate(values)) - value) / value < 1e-3
+    raw = SliceStore(store.path).slices("s3")
+    x, y = val[0]
+    np.testing.assert_array_equal(y[0].numpy(), np.asarray(raw[0, 2], dtype=np.float32))
+
+
+def test_validation_scores_outputs_standardised_per_subject(tmp_path: Path):
+    from mrsynth.training.data import store_datasets
+    from mrsynth.training.validation import validate
+
+    store, _, val = store_datasets(str(bright_store(tmp_path)), ["t1", "t2"], "pd")
+    x = torch.stack([val[i][0] for i in range(len(val))]).numpy()
+    y = torch.stack([val[i][1] for i in range(len(val))]).numpy()[:, 0]
+    raw = np.clip(x.mean(axis=1), 0.0, 1.0)
+    expected = slice_metrics(to_target_median(raw.copy(), x, MEDIAN), y)
+    record = validate(InputMean(), val, torch.device("cpu"), batch_size=3, target_median=MEDIAN)
+    assert record["n_slices"] == len(y)
+    assert abs(record["psnr"] - expected["psnr"].mean()) < 1e-4
+    plain = validate(InputMean(), val, torch.device("cpu"), batch_size=3)
+    assert abs(plain["psnr"] - slice_metrics(raw, y)["psnr"].mean()) < 1e-4 and plain["psnr"] != record["psnr"]
+
+
+def test_train_with_target_median_records_the_entry_and_validates_standardised_outputs(tmp_path: Path):
+    """The option's whole path: the metadata entry, the recipe flag, and a validation figure that is the
+    standardised one (re-measured on the saved weights), not the raw one."""
+    from typer.testing import CliRunner
+
+    from mrsynth.checkpoint import load_checkpoint
+    from mrsynth.cli.app import app
+    from mrsynth.training.data import store_datasets
+    from mrsynth.training.validation import validate
+
+    store = bright_store(tmp_path)
+    run = tmp_path / "run"
+    done = CliRunner().invoke(app, ["train", "--data", str(store), "--scenario", "t1,t2->pd", "--arch", "resunet",
+                                    "--widths", "4,8,8,8", "--framework", "l1", "--iters", "4", "--batch-size", "2",
+                                    "--crop", "24", "--val-every", "4", "--device", "cpu", "--threads", "1", "-q",
+                                    "--target-median", "--run-dir", str(run)])
+    assert done.exit_code == 0, done.output
+    model, meta = load_checkpoint(run / "best.safetensors")
+    assert meta["target_median"] == training_target_median(SliceStore(store), ["t1", "t2"], "pd")
+    assert meta["training"]["recipe"]["target_median"] is True
+    _, _, val = store_datasets(str(store), ["t1", "t2"], "pd")
+    standardised = validate(model, val, torch.device("cpu"), target_median=meta["target_median"]["value"])
+    raw = validate(model, val, torch.device("cpu"))
+    assert abs(meta["training"]["val"]["psnr"] - standardised["psnr"]) < 1e-3
+    assert abs(standardised["psnr"] - raw["psnr"]) > 0.01

@@ -34,7 +34,7 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
     "seed": ("train", "seed"), "crop": ("train", "crop"), "no_flip": ("train", "flip"),
     "shift_aug": ("train", "shift_px"), "gamma_aug": ("train", "gamma"),
     "bias_aug": ("train", "bias"), "scale_aug": ("train", "scale"),
-    "rotate_aug": ("train", "rotate"),
+    "rotate_aug": ("train", "rotate"), "target_median": ("train", "target_median"),
     "amp": ("train", "amp"), "val_every": ("train", "val_every"), "save_every": ("train", "save_every"),
     "log_every": ("train", "log_every"), "select_metric": ("train", "select_metric"),
     "lambda_perc": ("train", "lambda_perc"), "vgg_layer": ("train", "vgg_layer"),
@@ -44,7 +44,7 @@ RECIPE_OPTIONS: dict[str, tuple[str, str]] = {
 FRAMEWORK_OPTIONS: dict[str, tuple[str, ...]] = {
     "lambda_perc": ("pgan",), "vgg_layer": ("pgan",), "vgg_weights": ("pgan",), "max_missing": ("mmgan",),
     "lambda_ssim": ("l1", "pix2pix")}
-FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp"})
+FLAG_OPTIONS = frozenset({"no_attention", "no_rolling", "no_flip", "amp", "target_median"})
 CPU_RECIPE_FLAGS = "--preset tiny --crop 128 --batch-size 8 --framework l1"
 
 
@@ -99,6 +99,9 @@ def train_command(
                                    "exp(cubic polynomial), coefficients |c| <= C (0.5 = TorchIO's default)."),
     scale_aug: Optional[str] = typer.Option(None, "--scale-aug", metavar="LOW,HIGH", help="Zoom augmentation: scale each slice in-plane by a factor drawn from LOW,HIGH (e.g. 0.3,1.2); uncovered field of view takes the background level."),
     rotate_aug: Optional[str] = typer.Option(None, "--rotate-aug", metavar="DEG", help="Rotation augmentation: rotate each slice in-plane by an angle drawn from [-DEG, DEG] degrees (0 to 180), in one resampling with --scale-aug; uncovered field of view takes the background level."),
+    target_median: bool = typer.Option(False, "--target-median", help="Scale every training subject's target to the "
+                                       "subjects' mean median and standardise the outputs to it (validation, eval, "
+                                       "synthesize): the model is not asked to guess each subject's brightness."),
     slice_range: Optional[str] = typer.Option(None, "--slice-range", help="Train only on axial indices A:B[,C:D] (e.g. 0:45)."),
     val_split: str = typer.Option("val", "--val-split", help="Store split used for validation."),
     val_slice_range: Optional[str] = typer.Option(None, "--val-slice-range", help="Validate only on axial indices A:B[,C:D]."),
@@ -146,7 +149,7 @@ def train_command(
             framework=framework, iters=iters, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
             lambda_l1=lambda_l1, lambda_ssim=lambda_ssim, seed=seed, crop=crop, flip=not no_flip, shift_px=shift_aug,
             gamma=gamma_aug, bias=bias_aug,
-            scale=_scale_range(scale_aug), rotate=_rotation(rotate_aug), amp=amp,
+            scale=_scale_range(scale_aug), rotate=_rotation(rotate_aug), target_median=target_median, amp=amp,
             val_every=val_every, save_every=save_every, log_every=log_every, select_metric=select_metric,
             lambda_perc=lambda_perc, vgg_layer=vgg_layer, vgg_weights=str(vgg_weights) if vgg_weights else None,
             max_missing=max_missing,
@@ -161,8 +164,8 @@ def train_command(
     # mmgan: the store yields the whole contrast set, the last contrast as y (the framework joins them again)
     data_inputs, data_target = (inputs[:-1], inputs[-1]) if imputing else (inputs, target)
     store, train_set, val_set = store_datasets(str(data), data_inputs, data_target, slice_range, val_split,
-                                               val_slice_range, min_brain)
-    metadata = store_metadata(store, inputs, target, slice_range)
+                                               val_slice_range, min_brain, config.target_median)
+    metadata = store_metadata(store, inputs, target, slice_range, config.target_median)
     if data_note:
         metadata["training"]["data"] = data_note
     if licence:
@@ -368,7 +371,7 @@ def _check_framework_options(ctx: typer.Context, config: TrainConfig, inputs: li
             raise InputError(_option_text(ctx, name), f"is an option of --framework {' or '.join(owners)}, not "
                              f"{config.framework}", "drop it or change --framework")
     if imputing:
-        for name in ("shift_aug", "gamma_aug", "bias_aug"):
+        for name in ("shift_aug", "gamma_aug", "bias_aug", "target_median"):
             if name in explicit and ctx.params[name]:
                 raise InputError(_option_text(ctx, name), "is not supported with --framework mmgan (it would bend "
                                  "only some contrasts of the set)", "drop it")

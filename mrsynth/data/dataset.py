@@ -29,8 +29,12 @@ class SliceDataset(Dataset):
         inputs: list[str] | tuple[str, ...] = ("t1", "t2"),
         target: str = "flair",
         slice_filter: Optional[SliceFilter] = None,
+        target_scale: Optional[dict[str, float]] = None,
     ) -> None:
+        """``target_scale``: {subject: factor} applied to its targets, clipped to [0, 1] (training on targets of
+        one median, :func:`mrsynth.data.target_median.training_target_scales`); other subjects are unscaled."""
         self.store = store if isinstance(store, SliceStore) else SliceStore(store)
+        self.target_scale = dict(target_scale or {})
         if target in inputs:
             raise InputError("scenario", f"target {target!r} is also an input")
         self.inputs = list(inputs)
@@ -55,6 +59,8 @@ class SliceDataset(Dataset):
         # np.array copies: a float32 store's slice would otherwise be a read-only view of the memory map
         x = np.array(slices[row, self._input_channels], dtype=np.float32)
         y = np.array(slices[row, self._target_channel][None], dtype=np.float32)
+        if subject in self.target_scale:
+            np.clip(y * np.float32(self.target_scale[subject]), 0.0, 1.0, out=y)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def __getstate__(self) -> dict[str, Any]:

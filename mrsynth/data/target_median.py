@@ -7,7 +7,8 @@ average (docs/training.md: the best global factor 0.81-1.38, against 0.65-0.77 f
 median). A checkpoint whose metadata holds ``target_median`` therefore has each output volume multiplied by one
 factor, ``target_median / median(output over the voxels where any input has signal)``, then clipped to [0, 1].
 The structure inside the brain is the network's; only its global level is replaced by the training mean.
-``synthesize`` applies it to the whole volume, ``eval`` to each subject's scored slices.
+``synthesize`` applies it to the whole volume, ``eval`` to each subject's scored slices. ``mrsynth train
+--target-median`` also trains on targets scaled to that median and validates standardised outputs.
 
 Metadata form: ``"target_median": {"value": 0.677, "subjects": 14, "over": "voxels where any input is non-zero"}``.
 """
@@ -43,16 +44,30 @@ def to_target_median(synthesis: np.ndarray, inputs: np.ndarray, median: float) -
     return synthesis
 
 
-def training_target_median(store: Any, inputs: Sequence[str], target: str) -> dict[str, Any]:
-    """The metadata entry for a model of ``inputs -> target`` trained on the train split of ``store``
-    (:class:`mrsynth.data.store.SliceStore`): the mean over its training subjects of the target's median over the
-    voxels where any input is non-zero, the same voxels :func:`median_factor` reads."""
+def subject_target_medians(store: Any, inputs: Sequence[str], target: str, split: str = "train") -> dict[str, float]:
+    """{subject: the target's median over the voxels where any input is non-zero} for one split of ``store``
+    (:class:`mrsynth.data.store.SliceStore`), the same voxels :func:`median_factor` reads."""
     channels = [store.channel(c) for c in inputs]
-    medians = []
-    for subject in store.subjects("train"):
+    medians = {}
+    for subject in store.subjects(split):
         slices = store.slices(subject)
         inside = np.any(np.asarray(slices[:, channels]) != 0, axis=1)
-        medians.append(float(np.median(np.asarray(slices[:, store.channel(target)], dtype=np.float64)[inside])))
+        medians[subject] = float(np.median(np.asarray(slices[:, store.channel(target)], dtype=np.float64)[inside]))
+    return medians
+
+
+def training_target_median(store: Any, inputs: Sequence[str], target: str) -> dict[str, Any]:
+    """The metadata entry for a model of ``inputs -> target`` trained on the train split of ``store``: the mean of
+    :func:`subject_target_medians` over its training subjects."""
+    medians = subject_target_medians(store, inputs, target)
     if not medians:
         raise ValueError(f"{store.path}: no training subject to take the target median from")
-    return {"value": round(float(np.mean(medians)), 4), "subjects": len(medians), "over": OVER}
+    return {"value": round(float(np.mean(list(medians.values()))), 4), "subjects": len(medians), "over": OVER}
+
+
+def training_target_scales(store: Any, inputs: Sequence[str], target: str) -> dict[str, float]:
+    """{training subject: c / its median}, c the entry's value: the factors that give every training target the
+    same median, for training a model whose outputs will be standardised anyway (``mrsynth train
+    --target-median``): the network is then not asked to guess a brightness the standardisation replaces."""
+    value = training_target_median(store, inputs, target)["value"]
+    return {s: value / m for s, m in subject_target_medians(store, inputs, target).items() if m > 0}

@@ -50,6 +50,7 @@ class TrainConfig:
     scale: tuple[float, float] | None = None  # in-plane zoom augmentation: factor ~ U(low, high); None = off
     bias: float = 0.0  # input bias-field augmentation: max |coefficient| of the log-polynomial field; 0 = off
     rotate: float = 0.0  # in-plane rotation augmentation: angle ~ U(-rotate, rotate) degrees; 0 = off
+    target_median: bool = False  # train on targets scaled to one median; outputs standardised (data.target_median)
     amp: bool = False
     val_every: int = 1000
     save_every: int = 1000

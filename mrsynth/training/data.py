@@ -61,22 +61,29 @@ def store_datasets(
     val_split: str = "val",
     val_ranges: str | None = None,
     min_brain: float = 0.01,
+    target_median: bool = False,
 ) -> tuple[Any, Any, Any]:
-    """(store, train set, val set or None) for one scenario; val comes from ``val_split`` (optionally sliced)."""
+    """(store, train set, val set or None) for one scenario; val comes from ``val_split`` (optionally sliced).
+    ``target_median``: every training subject's target scaled to the training subjects' mean median
+    (:func:`mrsynth.data.target_median.training_target_scales`); validation targets stay as they are."""
     from mrsynth.data.dataset import SliceDataset
     from mrsynth.data.store import SliceStore
+    from mrsynth.data.target_median import training_target_scales
 
     store = SliceStore(store_path)
     train_filter = slice_filter(parse_ranges(train_ranges))
-    train_set = with_brain(SliceDataset(store, "train", inputs, target, train_filter), min_brain)
+    scales = training_target_scales(store, inputs, target) if target_median else None
+    train_set = with_brain(SliceDataset(store, "train", inputs, target, train_filter, scales), min_brain)
     if len(train_set) == 0:
         raise InputError(store_path, "no training slices (empty train split or --slice-range)", "check the store's split")
     val_set = with_brain(SliceDataset(store, val_split, inputs, target, slice_filter(parse_ranges(val_ranges, "--val-slice-range"))), min_brain)
     return store, train_set, (val_set if len(val_set) else None)
 
 
-def store_metadata(store: Any, inputs: list[str], target: str, train_ranges: str | None) -> dict[str, Any]:
-    """Checkpoint metadata that the training data determines (scenario, normalisation, geometry, provenance)."""
+def store_metadata(store: Any, inputs: list[str], target: str, train_ranges: str | None,
+                   target_median: bool = False) -> dict[str, Any]:
+    """Checkpoint metadata that the training data determines (scenario, normalisation, geometry, provenance, and
+    with ``target_median`` the median its outputs are standardised to, :mod:`mrsynth.data.target_median`)."""
     manifest = store.manifest
     subjects = store.subjects("train")
     spacings = [entry.get("spacing") or entry.get("voxel_size_mm") for entry in manifest["subjects"].values()]
@@ -89,7 +96,7 @@ def store_metadata(store: Any, inputs: list[str], target: str, train_ranges: str
     }
     if train_ranges:
         training["slice_range"] = train_ranges
-    return {
+    metadata = {
         "scenario": {"inputs": list(inputs), "target": target},
         "normalization": manifest.get("normalization", default_normalization()),
         "slice_size": list(store.slice_size),
@@ -97,3 +104,8 @@ def store_metadata(store: Any, inputs: list[str], target: str, train_ranges: str
         "skull_stripped": manifest.get("skull_stripped"),
         "training": training,
     }
+    if target_median:
+        from mrsynth.data.target_median import training_target_median
+
+        metadata["target_median"] = training_target_median(store, inputs, target)
+    return metadata

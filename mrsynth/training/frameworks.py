@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mrsynth.data.target_median import target_median
 from mrsynth.imputation import ANY_TARGET, ImputationSpec, Imputer, impute, zero_fill
 from mrsynth.models import ModelConfig, PatchGAN
 from mrsynth.models.discriminator import ImageCritic
@@ -83,7 +84,7 @@ class Framework:
         return generator_loss(None, image, batch.target, self.config.lambda_l1, self.config.lambda_ssim)
 
     def validate(self, generator: nn.Module, val_set: Any, batch_size: int, amp: bool) -> dict[str, Any]:
-        return validate(generator, val_set, self.device, batch_size, amp)
+        return validate(generator, val_set, self.device, batch_size, amp, target_median(self.metadata))
 
     def checkpoint_metadata(self) -> dict[str, Any]:
         """Metadata the framework adds to every checkpoint (mmGAN: its imputation contract)."""
