@@ -344,6 +344,7 @@ def test_pgan_without_weights_offline_is_one_line_exit_2(store: Path, tmp_path: 
     (["--framework", "mmgan", "--scenario", "t1,t2->flair"], "t1,t1c,t2,flair->any"),
     (["--framework", "mmgan", "--scenario", "t1,t2,flair->any", "--max-missing", "3"], "--max-missing"),
     (["--framework", "mmgan", "--scenario", "t1,t2,flair->any", "--gamma-aug", "0.2"], "--gamma-aug"),
+    (["--framework", "mmgan", "--scenario", "t1,t2,flair->any", "--target-median"], "--target-median"),
     (["--framework", "l1", "--scenario", "t1,t2->flair", "--vgg-weights", "x.pth"], "--vgg-weights"),
     (["--framework", "pgan", "--scenario", "t1,t2->flair", "--max-missing", "1"], "--max-missing"),
     (["--framework", "pgan", "--scenario", "t1,t2->flair", "--vgg-layer", "relu9"], "relu9"),
