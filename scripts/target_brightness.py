@@ -129,19 +129,16 @@ def measure(argv: list[str] | None) -> int:
     candidates = {"regression": predict(fit(*stack(train), sample=args.sample, seed=args.seed), x)}
     if args.model:
         from mrsynth.checkpoint import load_checkpoint
+        from mrsynth.data.target_median import target_median, to_target_median_by_subject
         from mrsynth.evaluation.models import predict_slices
         from mrsynth.hub.resolve import resolve_model
 
-        from mrsynth.data.target_median import target_median, to_target_median
-
-        subjects = subject_ids(val)
         for spec in args.model:
             model, meta = load_checkpoint(resolve_model(spec))
             pred = predict_slices(model.eval(), x)
-            if target_median(meta) is not None:
-                for subject in set(subjects):
-                    keep = subjects == subject
-                    pred[keep] = to_target_median(pred[keep], x[keep], target_median(meta))
+            median = target_median(meta)
+            if median is not None:  # scored as eval scores it: standardised per subject
+                pred = to_target_median_by_subject(pred, x, subject_ids(val), median)
             candidates[spec] = pred
     for record in subject_records(val, candidates, x, y[:, 0]):
         print(json.dumps({"scenario": args.scenario, **record}), flush=True)

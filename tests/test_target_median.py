@@ -13,7 +13,8 @@ from store_helpers import write_store
 from synth_helpers import DEMO_T1, DEMO_T2, checkpoint, crop
 
 from mrsynth.data.store import SliceStore
-from mrsynth.data.target_median import OVER, median_factor, target_median, to_target_median, training_target_median
+from mrsynth.data.target_median import (OVER, median_factor, target_median, to_target_median,
+                                         to_target_median_by_subject, training_target_median)
 from mrsynth.evaluation import EvalModel, evaluate_store
 from mrsynth.evaluation.report import FigurePick, panel_prediction
 from mrsynth.inference import Synthesizer
@@ -203,3 +204,16 @@ def test_train_with_target_median_records_the_entry_and_validates_standardised_o
     raw = validate(model, val, torch.device("cpu"))
     assert abs(meta["training"]["val"]["psnr"] - standardised["psnr"]) < 1e-3
     assert abs(standardised["psnr"] - raw["psnr"]) > 0.01
+
+
+def test_a_stack_of_several_subjects_is_standardised_subject_by_subject():
+    rng = np.random.default_rng(5)
+    inputs = disc_inputs(rng, n=6)
+    inside = inputs.any(axis=1)
+    synthesis = (rng.uniform(0.1, 0.6, size=inside.shape) * inside).astype(np.float32)
+    synthesis[3:] *= 1.5  # the second subject is brighter: one factor for both would leave its median off
+    subjects = ["a", "a", "a", "b", "b", "b"]
+    out = to_target_median_by_subject(synthesis.copy(), inputs, subjects, MEDIAN)
+    for part in (slice(0, 3), slice(3, 6)):
+        assert abs(np.median(out[part][inside[part]].astype(np.float64)) - MEDIAN) / MEDIAN < 1e-6
+        np.testing.assert_array_equal(out[part], to_target_median(synthesis[part].copy(), inputs[part], MEDIAN))

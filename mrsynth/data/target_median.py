@@ -44,6 +44,17 @@ def to_target_median(synthesis: np.ndarray, inputs: np.ndarray, median: float) -
     return synthesis
 
 
+def to_target_median_by_subject(synthesis: np.ndarray, inputs: np.ndarray, subjects: Sequence[str],
+                                median: float) -> np.ndarray:
+    """:func:`to_target_median` of each subject's slices on their own, in place, for a stack that holds several
+    subjects' slices (``subjects``: the subject of each slice), as training's validation and the scripts hold them."""
+    owner = np.asarray(subjects)
+    for subject in dict.fromkeys(owner.tolist()):
+        mine = owner == subject
+        synthesis[mine] = to_target_median(synthesis[mine], inputs[mine], median)
+    return synthesis
+
+
 def subject_target_medians(store: Any, inputs: Sequence[str], target: str, split: str = "train") -> dict[str, float]:
     """{subject: the target's median over the voxels where any input is non-zero} for one split of ``store``
     (:class:`mrsynth.data.store.SliceStore`), the same voxels :func:`median_factor` reads."""
@@ -59,15 +70,19 @@ def subject_target_medians(store: Any, inputs: Sequence[str], target: str, split
 def training_target_median(store: Any, inputs: Sequence[str], target: str) -> dict[str, Any]:
     """The metadata entry for a model of ``inputs -> target`` trained on the train split of ``store``: the mean of
     :func:`subject_target_medians` over its training subjects."""
-    medians = subject_target_medians(store, inputs, target)
-    if not medians:
-        raise ValueError(f"{store.path}: no training subject to take the target median from")
-    return {"value": round(float(np.mean(list(medians.values()))), 4), "subjects": len(medians), "over": OVER}
+    return _entry(store, subject_target_medians(store, inputs, target))
 
 
 def training_target_scales(store: Any, inputs: Sequence[str], target: str) -> dict[str, float]:
     """{training subject: c / its median}, c the entry's value: the factors that give every training target the
     same median, for training a model whose outputs will be standardised anyway (``mrsynth train
     --target-median``): the network is then not asked to guess a brightness the standardisation replaces."""
-    value = training_target_median(store, inputs, target)["value"]
-    return {s: value / m for s, m in subject_target_medians(store, inputs, target).items() if m > 0}
+    medians = subject_target_medians(store, inputs, target)
+    value = _entry(store, medians)["value"]
+    return {s: value / m for s, m in medians.items() if m > 0}
+
+
+def _entry(store: Any, medians: dict[str, float]) -> dict[str, Any]:
+    if not medians:
+        raise ValueError(f"{store.path}: no training subject to take the target median from")
+    return {"value": round(float(np.mean(list(medians.values()))), 4), "subjects": len(medians), "over": OVER}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from contextlib import nullcontext
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from mrsynth.data.target_median import to_target_median
+from mrsynth.data.target_median import to_target_median_by_subject
 from mrsynth.metrics import brain_slices, slice_metrics, summarize
 
 
@@ -54,10 +53,7 @@ def validate(model: nn.Module, dataset: Any, device: torch.device, batch_size: i
         return {"n_slices": 0}
     pred = torch.cat(preds).numpy()
     if target_median is not None:
-        x_all, owner = torch.cat(inputs).numpy(), np.asarray(subjects)
-        for subject in dict.fromkeys(subjects):
-            mine = owner == subject
-            pred[mine] = to_target_median(pred[mine], x_all[mine], target_median)
+        to_target_median_by_subject(pred, torch.cat(inputs).numpy(), subjects, target_median)
     values = slice_metrics(pred, torch.cat(truths).numpy())
     summary = summarize(values)
     return {"n_slices": int(sum(p.shape[0] for p in preds)), **{k: v["mean"] for k, v in summary.items()}}
